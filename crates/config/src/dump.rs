@@ -32,8 +32,10 @@ pub fn to_json(nodes: &[Node]) -> serde_json::Value {
 }
 
 /// Canonical configuration text: one directive per line, blocks indented by a tab, arguments
-/// quoted only when they must be. Fails for an argument the language cannot express (a `{` or
-/// `}` argument, a lone `\` at the end of a line, or one that must be quoted but ends in `\`).
+/// quoted only when they must be. Fails for an argument the language cannot express: a `{` or
+/// `}` argument, a lone `\` as the last argument (before a block too: the parser looks at the
+/// arguments after the block is read), or one that must be quoted but has an odd run of
+/// backslashes before a `"` or at its end.
 pub fn to_text(nodes: &[Node]) -> Result<String, Error> {
     let mut out = String::new();
     write_nodes(&mut out, nodes, 0)?;
@@ -45,7 +47,7 @@ fn write_nodes(out: &mut String, nodes: &[Node], depth: usize) -> Result<(), Err
         out.push_str(&"\t".repeat(depth));
         out.push_str(&node.name);
         for (i, arg) in node.args.iter().enumerate() {
-            let last = i + 1 == node.args.len() && node.children.is_none();
+            let last = i + 1 == node.args.len();
             out.push(' ');
             out.push_str(&quote(&arg.value, last).ok_or_else(|| {
                 Error::at(&arg.pos, format!("argument {:?} can't be written as configuration text", arg.value))
@@ -74,8 +76,16 @@ fn quote(value: &str, last: bool) -> Option<String> {
     if !needs_quotes {
         return Some(value.to_owned());
     }
-    if value.ends_with('\\') || value.contains("\\\"") {
-        return None;
+    // Inside quotes `\"` is the only escape and any other backslash is kept together with the
+    // character after it, so a run of backslashes comes through intact before an (escaped) `"`
+    // or the closing quote only if its length is even.
+    let mut run = 0;
+    for c in value.chars().chain(std::iter::once('"')) {
+        match c {
+            '\\' => run += 1,
+            '"' if run % 2 == 1 => return None,
+            _ => run = 0,
+        }
     }
     Some(format!("\"{}\"", value.replace('"', "\\\"")))
 }

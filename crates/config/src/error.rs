@@ -34,18 +34,18 @@ impl Error {
     /// The one-line form followed by the source line and a caret, as compilers print them.
     pub fn render(&self) -> String {
         let mut out = self.to_string();
-        if let Some(pos) = &self.pos {
-            if let Some(line) = pos.line_text() {
-                let gutter = pos.line().to_string();
-                let pad = " ".repeat(gutter.len());
-                // Columns count characters; reproduce tabs so the caret lines up in a terminal.
-                let lead: String = line
-                    .chars()
-                    .take(pos.col().saturating_sub(1) as usize)
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                out.push_str(&format!("\n{pad} |\n{gutter} | {line}\n{pad} | {lead}^"));
-            }
+        if let Some(pos) = &self.pos
+            && let Some(line) = pos.line_text()
+        {
+            let gutter = pos.line().to_string();
+            let pad = " ".repeat(gutter.len());
+            // Columns count characters; reproduce tabs so the caret lines up in a terminal.
+            let lead: String = line
+                .chars()
+                .take(pos.col().saturating_sub(1) as usize)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!("\n{pad} |\n{gutter} | {line}\n{pad} | {lead}^"));
         }
         out
     }
