@@ -50,7 +50,13 @@ fn write_nodes(out: &mut String, nodes: &[Node], depth: usize) -> Result<(), Err
             let last = i + 1 == node.args.len();
             out.push(' ');
             out.push_str(&quote(&arg.value, last).ok_or_else(|| {
-                Error::at(&arg.pos, format!("argument {:?} can't be written as configuration text", arg.value))
+                Error::at(
+                    &arg.pos,
+                    format!(
+                        "argument {:?} can't be written as configuration text",
+                        arg.value
+                    ),
+                )
             })?);
         }
         match &node.children {

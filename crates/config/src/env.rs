@@ -34,7 +34,9 @@ fn substitute(s: &str, env: &HashMap<String, String>) -> String {
     let mut rest = s;
     while let Some(start) = rest.find(OPEN) {
         let after = &rest[start + OPEN.len()..];
-        let value = after.find('}').and_then(|end| Some((end, env.get(&after[..end])?)));
+        let value = after
+            .find('}')
+            .and_then(|end| Some((end, env.get(&after[..end])?)));
         match value {
             Some((end, value)) => {
                 out.push_str(&rest[..start]);

@@ -16,7 +16,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(pos: Option<Pos>, message: impl Into<String>) -> Error {
-        Error { pos, message: message.into() }
+        Error {
+            pos,
+            message: message.into(),
+        }
     }
 
     pub fn at(pos: &Pos, message: impl Into<String>) -> Error {

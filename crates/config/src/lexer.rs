@@ -31,7 +31,10 @@ fn is_space(c: char) -> bool {
 /// Whitespace and line comments between tokens.
 fn separator(input: &str) -> IResult<&str, ()> {
     fold_many0(
-        alt((take_while1(is_space), recognize(pair(char('#'), take_till(|c| c == '\n'))))),
+        alt((
+            take_while1(is_space),
+            recognize(pair(char('#'), take_till(|c| c == '\n'))),
+        )),
         || (),
         |(), _| (),
     )

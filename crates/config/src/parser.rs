@@ -44,7 +44,12 @@ impl Environment {
     pub(crate) fn snapshot(&self) -> HashMap<String, String> {
         match self {
             Environment::Process => std::env::vars_os()
-                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
                 .collect(),
             Environment::Map(map) => map.clone(),
         }
@@ -64,7 +69,10 @@ pub fn parse_str(path: &Path, text: &str, env: &Environment) -> Result<Vec<Node>
 }
 
 fn parse_bytes(path: &Path, bytes: &[u8], env: &Environment) -> Result<Vec<Node>, Error> {
-    let mut shared = Shared { import_stack: vec![canonical(path)], expanded_nodes: 0 };
+    let mut shared = Shared {
+        import_stack: vec![canonical(path)],
+        expanded_nodes: 0,
+    };
     let file = SourceFile::new(path.to_owned(), lexer::decode(bytes));
     let parsed = read_tree(file, 0, &mut shared)?;
     Ok(crate::env::expand(parsed.nodes, &env.snapshot()))
@@ -132,7 +140,11 @@ fn read_tree(file: Arc<SourceFile>, depth: u32, shared: &mut Shared) -> Result<P
         return Err(p.err("unexpected end of file: a block is not closed with }"));
     }
     let nodes = p.expand_imports(nodes, depth, shared)?;
-    Ok(ParsedFile { nodes, snippets: p.snippets, macros: p.macros })
+    Ok(ParsedFile {
+        nodes,
+        snippets: p.snippets,
+        macros: p.macros,
+    })
 }
 
 impl FileParser {
@@ -173,7 +185,9 @@ impl FileParser {
     }
 
     fn current(&self) -> Option<&Token> {
-        usize::try_from(self.cursor).ok().and_then(|i| self.tokens.get(i))
+        usize::try_from(self.cursor)
+            .ok()
+            .and_then(|i| self.tokens.get(i))
     }
 
     fn val(&self) -> &str {
@@ -214,7 +228,10 @@ impl FileParser {
                     children = Some(self.read_nodes()?);
                     break;
                 }
-                args.push(Arg { value: self.val().to_owned(), pos: self.pos() });
+                args.push(Arg {
+                    value: self.val().to_owned(),
+                    pos: self.pos(),
+                });
             }
             // A lone `\` as the last argument continues the directive on the next line.
             if args.last().is_some_and(|a| a.value == "\\") {
@@ -225,7 +242,12 @@ impl FileParser {
             break;
         }
 
-        let mut node = Node { name, args, children, pos };
+        let mut node = Node {
+            name,
+            args,
+            children,
+            pos,
+        };
         let mut macro_decl = false;
         if let Some(rest) = node.name.strip_prefix("$(") {
             let Some(macro_name) = rest.strip_suffix(')') else {
@@ -245,7 +267,11 @@ impl FileParser {
         if !macro_decl && !snippet {
             validate_name(&node)?;
         }
-        Ok(RawNode { node, snippet, macro_decl })
+        Ok(RawNode {
+            node,
+            snippet,
+            macro_decl,
+        })
     }
 
     /// Reads the directives of a block whose `{` is the current token (or of the whole file,
@@ -279,7 +305,11 @@ impl FileParser {
                 break;
             }
 
-            let RawNode { mut node, snippet, macro_decl } = self.read_node()?;
+            let RawNode {
+                mut node,
+                snippet,
+                macro_decl,
+            } = self.read_node()?;
             require_newline = true;
 
             // `name args }`: a `}` at the end of a child's line closes the block.
@@ -310,7 +340,8 @@ impl FileParser {
                 if !node.args.is_empty() {
                     return Err(self.err("snippet declarations can't have arguments"));
                 }
-                self.snippets.insert(node.name, node.children.unwrap_or_default());
+                self.snippets
+                    .insert(node.name, node.children.unwrap_or_default());
                 continue;
             }
 
@@ -333,19 +364,28 @@ impl FileParser {
         let mut new_args = Vec::with_capacity(node.args.len());
         let mut bytes = 0;
         for arg in node.args.drain(..) {
-            let whole = arg.value.strip_prefix("$(").and_then(|r| r.strip_suffix(')'));
+            let whole = arg
+                .value
+                .strip_prefix("$(")
+                .and_then(|r| r.strip_suffix(')'));
             match whole {
                 Some(macro_name) => {
                     // An undefined macro expands to no arguments at all.
                     for value in self.macros.get(macro_name).into_iter().flatten() {
                         bytes += value.len();
-                        new_args.push(Arg { value: value.clone(), pos: arg.pos.clone() });
+                        new_args.push(Arg {
+                            value: value.clone(),
+                            pos: arg.pos.clone(),
+                        });
                     }
                 }
                 None if arg.value.contains("$(") && arg.value.contains(')') => {
                     let value = self.expand_inline_macros(&arg.value)?;
                     bytes += value.len();
-                    new_args.push(Arg { value, pos: arg.pos });
+                    new_args.push(Arg {
+                        value,
+                        pos: arg.pos,
+                    });
                 }
                 None => {
                     bytes += arg.value.len();
@@ -403,7 +443,10 @@ impl FileParser {
                 continue;
             }
             if depth > MAX_IMPORT_DEPTH {
-                return Err(Error::at(&child.pos, "import expansion limit reached (an import or snippet that includes itself?)"));
+                return Err(Error::at(
+                    &child.pos,
+                    "import expansion limit reached (an import or snippet that includes itself?)",
+                ));
             }
             had_imports = true;
             if child.args.len() != 1 {
@@ -412,7 +455,10 @@ impl FileParser {
             let subtree = self.resolve_import(&child, depth, shared)?;
             shared.expanded_nodes += subtree.len();
             if shared.expanded_nodes > MAX_EXPANDED_NODES {
-                return Err(Error::at(&child.pos, "imports expand to too many directives"));
+                return Err(Error::at(
+                    &child.pos,
+                    "imports expand to too many directives",
+                ));
             }
             out.extend(subtree);
         }
@@ -450,7 +496,12 @@ impl FileParser {
             with_ext.push(".conf");
             let with_ext = PathBuf::from(with_ext);
             if !with_ext.exists() {
-                return Err(Error::at(&node.pos, format!("unknown import: {name} (no snippet, file or {name}.conf by that name)")));
+                return Err(Error::at(
+                    &node.pos,
+                    format!(
+                        "unknown import: {name} (no snippet, file or {name}.conf by that name)"
+                    ),
+                ));
             }
             vec![with_ext]
         };
@@ -477,7 +528,10 @@ impl FileParser {
                 .chain(std::iter::once(&key))
                 .map(|p| p.display().to_string())
                 .collect();
-            return Err(Error::at(&node.pos, format!("import cycle: {}", chain.join(" -> "))));
+            return Err(Error::at(
+                &node.pos,
+                format!("import cycle: {}", chain.join(" -> ")),
+            ));
         }
         let bytes = std::fs::read(path)
             .map_err(|e| Error::at(&node.pos, format!("import {}: {e}", path.display())))?;
@@ -542,9 +596,15 @@ fn validate_name(node: &Node) -> Result<(), Error> {
         return Err(Error::at(&node.pos, "empty directive name"));
     };
     if is_digit(first) {
-        return Err(Error::at(&node.pos, format!("directive name can't start with a digit: {name}")));
+        return Err(Error::at(
+            &node.pos,
+            format!("directive name can't start with a digit: {name}"),
+        ));
     }
-    if let Some(bad) = name.chars().find(|&c| !(is_letter(c) || is_digit(c) || matches!(c, '.' | '-' | '_'))) {
+    if let Some(bad) = name
+        .chars()
+        .find(|&c| !(is_letter(c) || is_digit(c) || matches!(c, '.' | '-' | '_')))
+    {
         return Err(Error::at(
             &node.pos,
             format!("character not allowed in directive name: {bad} (in {name:?})"),

@@ -18,7 +18,11 @@ impl SourceFile {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Arc::new(SourceFile { path, text, line_starts })
+        Arc::new(SourceFile {
+            path,
+            text,
+            line_starts,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -33,7 +37,10 @@ impl SourceFile {
     pub(crate) fn line_col(&self, offset: usize) -> (u32, u32) {
         let line_idx = self.line_starts.partition_point(|&start| start <= offset) - 1;
         let start = self.line_starts[line_idx];
-        let col = self.text.get(start..offset).map_or(0, |s| s.chars().count());
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
         (line_idx as u32 + 1, col as u32 + 1)
     }
 
@@ -41,7 +48,10 @@ impl SourceFile {
     pub fn line_text(&self, line: u32) -> Option<&str> {
         let idx = (line as usize).checked_sub(1)?;
         let start = *self.line_starts.get(idx)?;
-        let end = self.line_starts.get(idx + 1).map_or(self.text.len(), |e| e - 1);
+        let end = self
+            .line_starts
+            .get(idx + 1)
+            .map_or(self.text.len(), |e| e - 1);
         self.text.get(start..end).map(|l| l.trim_end_matches('\r'))
     }
 }
@@ -49,7 +59,9 @@ impl SourceFile {
 impl fmt::Debug for SourceFile {
     // The text is deliberately left out: it may hold secrets and is large.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SourceFile").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SourceFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,12 +76,20 @@ pub struct Pos {
 impl Pos {
     pub(crate) fn at_offset(file: &Arc<SourceFile>, offset: usize) -> Pos {
         let (line, col) = file.line_col(offset);
-        Pos { file: file.clone(), line, col }
+        Pos {
+            file: file.clone(),
+            line,
+            col,
+        }
     }
 
     /// A position for things that do not come from a file (built-in defaults, tests).
     pub fn synthetic(name: &str) -> Pos {
-        Pos { file: SourceFile::new(PathBuf::from(name), String::new()), line: 0, col: 0 }
+        Pos {
+            file: SourceFile::new(PathBuf::from(name), String::new()),
+            line: 0,
+            col: 0,
+        }
     }
 
     pub fn file(&self) -> &Path {

@@ -11,7 +11,9 @@ use madmail_config::{Environment, dump, parse_file};
 fn corpus_dir() -> PathBuf {
     match std::env::var_os("MADMAIL_CONFORMANCE_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/maddy-config"),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/maddy-config")
+        }
     }
 }
 
@@ -34,7 +36,12 @@ fn maddy_corpus() {
         .filter(|p| p.extension().is_some_and(|x| x == "conf"))
         .collect();
     confs.sort();
-    assert!(confs.len() >= 195, "expected at least 195 configs in {}, found {}", dir.display(), confs.len());
+    assert!(
+        confs.len() >= 195,
+        "expected at least 195 configs in {}, found {}",
+        dir.display(),
+        confs.len()
+    );
 
     let mut failures = Vec::new();
     for conf in &confs {
@@ -42,26 +49,37 @@ fn maddy_corpus() {
         let json_path = PathBuf::from(format!("{}.expected.json", stem.display()));
         let err_path = PathBuf::from(format!("{}.expected-error", stem.display()));
         let result = parse_file(conf, &Environment::empty());
-        let name = conf.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = conf
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if let Ok(expected) = std::fs::read_to_string(&json_path) {
             let expected: serde_json::Value = serde_json::from_str(&expected).expect("corpus JSON");
             match result {
                 Ok(nodes) => {
                     let got = dump::to_json(&nodes);
                     if got != expected {
-                        failures.push(format!("{name}: tree differs\n  got:      {got}\n  expected: {expected}"));
+                        failures.push(format!(
+                            "{name}: tree differs\n  got:      {got}\n  expected: {expected}"
+                        ));
                     }
                 }
                 Err(e) => failures.push(format!("{name}: unexpected error: {e}")),
             }
         } else if let Ok(expected) = std::fs::read_to_string(&err_path) {
             match result {
-                Ok(_) => failures.push(format!("{name}: parsed, but maddy rejects it: {}", expected.trim())),
+                Ok(_) => failures.push(format!(
+                    "{name}: parsed, but maddy rejects it: {}",
+                    expected.trim()
+                )),
                 Err(e) => {
                     if let Some(line) = expected_error_line(&expected) {
                         let got = e.pos().map(|p| p.line());
                         if got != Some(line) {
-                            failures.push(format!("{name}: error on line {got:?}, maddy says line {line}: {e} / {}", expected.trim()));
+                            failures.push(format!(
+                                "{name}: error on line {got:?}, maddy says line {line}: {e} / {}",
+                                expected.trim()
+                            ));
                         }
                     }
                 }
@@ -70,5 +88,11 @@ fn maddy_corpus() {
             failures.push(format!("{name}: no expected result next to it"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} configs disagree with maddy:\n{}", failures.len(), confs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} configs disagree with maddy:\n{}",
+        failures.len(),
+        confs.len(),
+        failures.join("\n")
+    );
 }

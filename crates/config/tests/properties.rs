@@ -27,7 +27,14 @@ fn to_nodes(trees: &[Tree]) -> Vec<Node> {
         .iter()
         .map(|t| Node {
             name: t.name.clone(),
-            args: t.args.iter().map(|a| Arg { value: a.clone(), pos: pos.clone() }).collect(),
+            args: t
+                .args
+                .iter()
+                .map(|a| Arg {
+                    value: a.clone(),
+                    pos: pos.clone(),
+                })
+                .collect(),
             children: t.children.as_deref().map(to_nodes),
             pos: pos.clone(),
         })
@@ -69,7 +76,9 @@ const ALPHABET: &[char] = &[
 ];
 
 /// Whole values with a meaning of their own.
-const SPECIAL: &[&str] = &["", "\\", "{", "}", "\"", "\\\\", "#", "=", "import", "a\\", "\\\""];
+const SPECIAL: &[&str] = &[
+    "", "\\", "{", "}", "\"", "\\\\", "#", "=", "import", "a\\", "\\\"",
+];
 
 fn raw_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -129,7 +138,10 @@ fn expressible(v: &str, last: bool) -> bool {
 
 fn tree_expressible(trees: &[Tree]) -> bool {
     trees.iter().all(|t| {
-        t.args.iter().enumerate().all(|(i, a)| expressible(a, i + 1 == t.args.len()))
+        t.args
+            .iter()
+            .enumerate()
+            .all(|(i, a)| expressible(a, i + 1 == t.args.len()))
             && t.children.as_deref().is_none_or(tree_expressible)
     })
 }
@@ -151,8 +163,14 @@ fn trees(depth: u32, arg: BoxedStrategy<String>) -> BoxedStrategy<Vec<Tree>> {
         ]
         .boxed()
     };
-    let node = (name(), prop::collection::vec(arg, 0..5), children)
-        .prop_map(|(name, args, children)| Tree { name, args, children });
+    let node =
+        (name(), prop::collection::vec(arg, 0..5), children).prop_map(|(name, args, children)| {
+            Tree {
+                name,
+                args,
+                children,
+            }
+        });
     prop::collection::vec(node, 0..=6).boxed()
 }
 
@@ -162,11 +180,15 @@ fn expressible_trees() -> BoxedStrategy<Vec<Tree>> {
 }
 
 fn plain_value() -> BoxedStrategy<String> {
-    raw_value().prop_filter("not expressible", |v| plainly_expressible(v)).boxed()
+    raw_value()
+        .prop_filter("not expressible", |v| plainly_expressible(v))
+        .boxed()
 }
 
 fn any_value() -> BoxedStrategy<String> {
-    raw_value().prop_filter("expansion syntax", |v| free_of_expansions(v)).boxed()
+    raw_value()
+        .prop_filter("expansion syntax", |v| free_of_expansions(v))
+        .boxed()
 }
 
 /// Mostly plain values with a few arbitrary ones, so that a tree is often expressible as a
@@ -178,11 +200,16 @@ fn any_trees() -> BoxedStrategy<Vec<Tree>> {
 fn reparse(text: &str) -> Result<Vec<Tree>, TestCaseError> {
     parse_str(Path::new("/dump/out.conf"), text, &Environment::empty())
         .map(|n| from_nodes(&n))
-        .map_err(|e| TestCaseError::fail(format!("dump output does not parse: {}\n{text}", e.render())))
+        .map_err(|e| {
+            TestCaseError::fail(format!(
+                "dump output does not parse: {}\n{text}",
+                e.render()
+            ))
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     /// Every tree of plainly expressible values is written and read back unchanged.
     #[test]
@@ -306,7 +333,10 @@ fn fixture() -> (tempfile::TempDir, PathBuf) {
         std::fs::write(p, text).unwrap();
     };
     write("main.conf", "");
-    write("inc.conf", "inc_directive a b\n(isnip) {\n\tfrom_snippet\n}\n$(m) = imported\n");
+    write(
+        "inc.conf",
+        "inc_directive a b\n(isnip) {\n\tfrom_snippet\n}\n$(m) = imported\n",
+    );
     write("loop.conf", "import loop\n");
     write("back.conf", "import main\n");
     write("bad.conf", "broken {\n");
@@ -320,8 +350,20 @@ fn fixture() -> (tempfile::TempDir, PathBuf) {
 /// token often; or the tokens glued together as they come.
 fn token_soup() -> impl Strategy<Value = String> {
     const HEADS: &[&str] = &[
-        "a", "b", "x.y-z_1", "}", "(snip) {", "$(m) = x", "$(m) = x y", "$(n) = $(m) z",
-        "import snip", "import isnip", "import inc", "import dir", "import loop", "import back",
+        "a",
+        "b",
+        "x.y-z_1",
+        "}",
+        "(snip) {",
+        "$(m) = x",
+        "$(m) = x y",
+        "$(n) = $(m) z",
+        "import snip",
+        "import isnip",
+        "import inc",
+        "import dir",
+        "import loop",
+        "import back",
     ];
     let token = prop_oneof![
         2 => prop::sample::select(TOKENS),
@@ -341,7 +383,7 @@ fn has_expansion_syntax(trees: &[Tree]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn parser_never_panics_and_errors_point_somewhere(text in token_soup()) {
@@ -351,10 +393,10 @@ proptest! {
                 let _ = dump::to_json(&nodes);
                 // A parsed tree, written out, reads back the same (when it can be written).
                 let trees = from_nodes(&nodes);
-                if let Ok(out) = dump::to_text(&nodes) {
-                    if !has_expansion_syntax(&trees) {
-                        prop_assert_eq!(reparse(&out)?, trees, "input:\n{:?}\ndump:\n{}", text, out);
-                    }
+                if let Ok(out) = dump::to_text(&nodes)
+                    && !has_expansion_syntax(&trees)
+                {
+                    prop_assert_eq!(reparse(&out)?, trees, "input:\n{:?}\ndump:\n{}", text, out);
                 }
             }
             Err(e) => {
@@ -376,5 +418,3 @@ proptest! {
         }
     }
 }
-
-

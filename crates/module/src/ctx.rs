@@ -111,6 +111,13 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
             global_nodes.push(node);
             continue;
         }
+        if crate::maddy::GLOBALS.contains(&node.name.as_str()) {
+            errors.push(madmail_config::Error::at(
+                &node.pos,
+                format!("{} is a maddy global directive that madmail does not implement yet", node.name),
+            ));
+            continue;
+        }
         let Some(spec) = registry.get(&node.name) else {
             let message = if node.children.is_none() && !registry.is_known_name(&node.name) {
                 let known = GLOBAL_DIRECTIVES.iter().copied().chain(registry.modules().map(|m| m.name));
@@ -173,17 +180,21 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
         }
     }
 
-    // Pass 3: a named block nothing refers to is almost always a mistake.
-    for block in &ctx.named {
-        if matches!(block.state, State::Pending) {
-            errors.push(madmail_config::Error::at(
-                &block.node.pos,
-                format!(
-                    "{} {} is defined but never used; reference it as &{} or remove it",
-                    block.module, block.name, block.name
-                ),
-            ));
+    // Pass 3: a named block nothing refers to is almost always a mistake. It is still built,
+    // so that `config check` reports its own errors too.
+    for index in 0..ctx.named.len() {
+        if !matches!(ctx.named[index].state, State::Pending) {
+            continue;
         }
+        let (name, pos, module) =
+            (ctx.named[index].name.clone(), ctx.named[index].node.pos.clone(), ctx.named[index].module);
+        if let Err(e) = ctx.instance(&name, &pos) {
+            errors.extend(e);
+        }
+        errors.push(madmail_config::Error::at(
+            &pos,
+            format!("{module} {name} is defined but never used; reference it as &{name} or remove it"),
+        ));
     }
 
     errors.into_result(Loaded { globals: ctx.globals, instances: ctx.order, endpoints })

@@ -27,6 +27,13 @@ pub const MODULES: &[&str] = &[
     "libdns.digitalocean", "libdns.gandi", "libdns.gcore", "libdns.googleclouddns",
     "libdns.hetzner", "libdns.leaseweb", "libdns.metaname", "libdns.namecheap",
     "libdns.namedotcom", "libdns.route53", "libdns.vultr", "libdns.acmedns", "libdns.rfc2136",
-    // message pipeline helpers
-    "msgpipeline", "loader",
+    "libdns.inwx", "mx_auth.sts_preload", "mx_auth.dnssec",
+    // stateless checks (registered without a prefix), groups and helpers
+    "require_mx_record", "require_matching_rdns", "require_tls", "checks", "modifiers", "limits",
+    "mx_auth", "msgpipeline", "imap.filter.command", "imap_filters", "target.imapsql",
 ];
+
+/// maddy's global directives that madmail does not implement yet (legacy per-domain settings
+/// and authentication mapping).
+pub const GLOBALS: &[&str] =
+    &["storage_perdomain", "auth_perdomain", "auth_domains", "auth_map_normalize", "auth_map"];

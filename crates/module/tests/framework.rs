@@ -216,7 +216,8 @@ fn module_lookup_errors() {
         ["1:1: libdns.route53 is not compiled into this build; rebuild with --features libdns_route53"]
     );
     assert_eq!(errors_of("hostnme x\n"), ["1:1: unknown directive hostnme; did you mean hostname?"]);
-    assert_eq!(errors_of("tls_loader_test x\n"), ["1:1: unknown directive tls_loader_test (not a global directive nor a module)"]);
+    assert_eq!(errors_of("tls_loader_test x\n"), ["1:1: unknown directive tls_loader_test; did you mean tls.loader.test?"]);
+    assert_eq!(errors_of("frobnicate x\n"), ["1:1: unknown directive frobnicate (not a global directive nor a module)"]);
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! `config check`, `config dump` and `version`.
+
+use crate::{conformance_dir, madmail, run_madmail, tempdir, text, write};
+
+#[test]
+fn check_reports_file_line_col_for_an_unknown_directive() {
+    let dir = tempdir();
+    let bad = write(dir.path(), "bad.conf", "hostname mx.example.org\n# the next line has a typo\n\nhostnam mx.example.org\n");
+    let out = run_madmail(&["--config", bad.to_str().unwrap_or_default(), "config", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:1: unknown directive hostnam; did you mean hostname?", bad.display())),
+        "{stderr}"
+    );
+    // The offending line is quoted with a caret.
+    assert!(stderr.contains("4 | hostnam mx.example.org\n  | ^"), "{stderr}");
+}
+
+#[test]
+fn check_lists_every_error() {
+    let dir = tempdir();
+    let conf = write(
+        dir.path(),
+        "many.conf",
+        "debug maybe\nstorage.imapsql local_mailboxes {\n}\ndummy d {\n    colour blue\n}\nlibdns.route53 r {\n}\n",
+    );
+    let out = run_madmail(&["--config", conf.to_str().unwrap_or_default(), "config", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for expected in [
+        "many.conf:1:7: debug: expected yes or no, not \"maybe\"",
+        "many.conf:2:1: storage.imapsql is a maddy module that madmail does not implement yet",
+        "many.conf:4:1: dummy d is defined but never used",
+        "many.conf:5:5: unknown directive colour",
+        "many.conf:7:1: libdns.route53 is a maddy module that madmail does not implement yet",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("5 errors"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_the_example() {
+    let dir = tempdir();
+    let conf = write(dir.path(), "ok.conf", "hostname mx.example.org\nstate_dir /tmp/x\nlog off\n");
+    let out = run_madmail(&["--config", conf.to_str().unwrap_or_default(), "config", "check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("configuration is valid"));
+
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../maddy.conf.example");
+    let out = run_madmail(&["--config", example.to_str().unwrap_or_default(), "config", "check"]);
+    assert!(out.status.success(), "maddy.conf.example: {}", text(&out.stderr));
+}
+
+#[test]
+fn config_from_environment_and_missing_file() {
+    let dir = tempdir();
+    let conf = write(dir.path(), "env.conf", "hostname mx.example.org\n");
+    let out = madmail().env("MADMAIL_CONFIG", &conf).args(["config", "check"]).output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let missing = dir.path().join("missing.conf");
+    let out = run_madmail(&["--config", missing.to_str().unwrap_or_default(), "config", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("missing.conf: cannot read"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_command_line_is_a_usage_error() {
+    let out = run_madmail(&["config", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run_madmail(&["--config"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn dump_json_matches_maddy_for_the_corpus_sample() {
+    // With an empty environment, as the corpus was made.
+    let corpus = conformance_dir();
+    for name in ["basic_test_0", "contrib_kubernetes_chart_files_maddy"] {
+        let conf = corpus.join(format!("{name}.conf"));
+        let out = madmail()
+            .env_clear()
+            .args(["config", "dump", "--json", conf.to_str().unwrap_or_default()])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = std::fs::read(corpus.join(format!("{name}.expected.json"))).unwrap_or_else(|e| panic!("{e}"));
+        let expected: serde_json::Value = serde_json::from_slice(&expected).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+#[test]
+fn dump_text_reparses_to_the_same_tree() {
+    let dir = tempdir();
+    let conf = write(
+        dir.path(),
+        "in.conf",
+        "$(hosts) = a.example b.example\n(common) {\n    note \"x y\" \"\" 'q'\n}\nsmtp tcp://[::1]:25 {\n    import common\n    domains $(hosts)\n    quoted \"with # hash\" \"a \\\"b\\\"\"\n}\n",
+    );
+    let path = conf.to_str().unwrap_or_default();
+    let text_out = run_madmail(&["config", "dump", path]);
+    assert!(text_out.status.success(), "{}", text(&text_out.stderr));
+    let again = write(dir.path(), "again.conf", &text(&text_out.stdout));
+    let strip_lines = |v: serde_json::Value| -> serde_json::Value {
+        fn walk(v: &mut serde_json::Value) {
+            if let Some(arr) = v.as_array_mut() {
+                for n in arr {
+                    if let Some(obj) = n.as_object_mut() {
+                        obj.remove("line");
+                        if let Some(c) = obj.get_mut("children") {
+                            walk(c);
+                        }
+                    }
+                }
+            }
+        }
+        let mut v = v;
+        walk(&mut v);
+        v
+    };
+    let json_of = |p: &str| {
+        let out = run_madmail(&["config", "dump", "--json", p]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        strip_lines(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let original = json_of(path);
+    assert_eq!(original, json_of(again.to_str().unwrap_or_default()));
+    assert_eq!(original[0]["children"][1]["args"], serde_json::json!(["a.example", "b.example"]));
+}
+
+#[test]
+fn dump_reports_parse_errors_with_position() {
+    let dir = tempdir();
+    let conf = write(dir.path(), "broken.conf", "smtp tcp://:25 {\n    hostname x\n} trailing\n");
+    let out = run_madmail(&["config", "dump", "--json", conf.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("broken.conf:3:3: a newline is required after a closing brace"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn version_lists_modules() {
+    let out = run_madmail(&["version"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("madmail "), "{stdout}");
+    assert!(stdout.contains("dummy"), "{stdout}");
+    assert!(stdout.contains("DNS providers:"), "{stdout}");
+}
