@@ -5,16 +5,31 @@ use crate::{conformance_dir, madmail, run_madmail, tempdir, text, write};
 #[test]
 fn check_reports_file_line_col_for_an_unknown_directive() {
     let dir = tempdir();
-    let bad = write(dir.path(), "bad.conf", "hostname mx.example.org\n# the next line has a typo\n\nhostnam mx.example.org\n");
-    let out = run_madmail(&["--config", bad.to_str().unwrap_or_default(), "config", "check"]);
+    let bad = write(
+        dir.path(),
+        "bad.conf",
+        "hostname mx.example.org\n# the next line has a typo\n\nhostnam mx.example.org\n",
+    );
+    let out = run_madmail(&[
+        "--config",
+        bad.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("{}:4:1: unknown directive hostnam; did you mean hostname?", bad.display())),
+        stderr.contains(&format!(
+            "{}:4:1: unknown directive hostnam; did you mean hostname?",
+            bad.display()
+        )),
         "{stderr}"
     );
     // The offending line is quoted with a caret.
-    assert!(stderr.contains("4 | hostnam mx.example.org\n  | ^"), "{stderr}");
+    assert!(
+        stderr.contains("4 | hostnam mx.example.org\n  | ^"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -25,7 +40,12 @@ fn check_lists_every_error() {
         "many.conf",
         "debug maybe\nstorage.imapsql local_mailboxes {\n}\ndummy d {\n    colour blue\n}\nlibdns.route53 r {\n}\n",
     );
-    let out = run_madmail(&["--config", conf.to_str().unwrap_or_default(), "config", "check"]);
+    let out = run_madmail(&[
+        "--config",
+        conf.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     for expected in [
@@ -35,7 +55,10 @@ fn check_lists_every_error() {
         "many.conf:5:5: unknown directive colour",
         "many.conf:7:1: libdns.route53 is a maddy module that madmail does not implement yet",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
     assert!(stderr.contains("5 errors"), "{stderr}");
 }
@@ -43,27 +66,58 @@ fn check_lists_every_error() {
 #[test]
 fn check_accepts_a_valid_config_and_the_example() {
     let dir = tempdir();
-    let conf = write(dir.path(), "ok.conf", "hostname mx.example.org\nstate_dir /tmp/x\nlog off\n");
-    let out = run_madmail(&["--config", conf.to_str().unwrap_or_default(), "config", "check"]);
+    let conf = write(
+        dir.path(),
+        "ok.conf",
+        "hostname mx.example.org\nstate_dir /tmp/x\nlog off\n",
+    );
+    let out = run_madmail(&[
+        "--config",
+        conf.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration is valid"));
 
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../maddy.conf.example");
-    let out = run_madmail(&["--config", example.to_str().unwrap_or_default(), "config", "check"]);
-    assert!(out.status.success(), "maddy.conf.example: {}", text(&out.stderr));
+    let out = run_madmail(&[
+        "--config",
+        example.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
+    assert!(
+        out.status.success(),
+        "maddy.conf.example: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn config_from_environment_and_missing_file() {
     let dir = tempdir();
     let conf = write(dir.path(), "env.conf", "hostname mx.example.org\n");
-    let out = madmail().env("MADMAIL_CONFIG", &conf).args(["config", "check"]).output().unwrap_or_else(|e| panic!("{e}"));
+    let out = madmail()
+        .env("MADMAIL_CONFIG", &conf)
+        .args(["config", "check"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let missing = dir.path().join("missing.conf");
-    let out = run_madmail(&["--config", missing.to_str().unwrap_or_default(), "config", "check"]);
+    let out = run_madmail(&[
+        "--config",
+        missing.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("missing.conf: cannot read"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing.conf: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -82,13 +136,21 @@ fn dump_json_matches_maddy_for_the_corpus_sample() {
         let conf = corpus.join(format!("{name}.conf"));
         let out = madmail()
             .env_clear()
-            .args(["config", "dump", "--json", conf.to_str().unwrap_or_default()])
+            .args([
+                "config",
+                "dump",
+                "--json",
+                conf.to_str().unwrap_or_default(),
+            ])
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let expected = std::fs::read(corpus.join(format!("{name}.expected.json"))).unwrap_or_else(|e| panic!("{e}"));
-        let expected: serde_json::Value = serde_json::from_slice(&expected).unwrap_or_else(|e| panic!("{e}"));
+        let got: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = std::fs::read(corpus.join(format!("{name}.expected.json")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected: serde_json::Value =
+            serde_json::from_slice(&expected).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, expected, "{name}");
     }
 }
@@ -129,17 +191,32 @@ fn dump_text_reparses_to_the_same_tree() {
     };
     let original = json_of(path);
     assert_eq!(original, json_of(again.to_str().unwrap_or_default()));
-    assert_eq!(original[0]["children"][1]["args"], serde_json::json!(["a.example", "b.example"]));
+    assert_eq!(
+        original[0]["children"][1]["args"],
+        serde_json::json!(["a.example", "b.example"])
+    );
 }
 
 #[test]
 fn dump_reports_parse_errors_with_position() {
     let dir = tempdir();
-    let conf = write(dir.path(), "broken.conf", "smtp tcp://:25 {\n    hostname x\n} trailing\n");
-    let out = run_madmail(&["config", "dump", "--json", conf.to_str().unwrap_or_default()]);
+    let conf = write(
+        dir.path(),
+        "broken.conf",
+        "smtp tcp://:25 {\n    hostname x\n} trailing\n",
+    );
+    let out = run_madmail(&[
+        "config",
+        "dump",
+        "--json",
+        conf.to_str().unwrap_or_default(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("broken.conf:3:3: a newline is required after a closing brace"), "{stderr}");
+    assert!(
+        stderr.contains("broken.conf:3:3: a newline is required after a closing brace"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }
 

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `madmail` binary, driven as an operator would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 mod cli;
 mod run;
 
@@ -13,7 +15,10 @@ pub fn madmail() -> Command {
 }
 
 pub fn run_madmail(args: &[&str]) -> Output {
-    madmail().args(args).output().unwrap_or_else(|e| panic!("cannot run madmail: {e}"))
+    madmail()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run madmail: {e}"))
 }
 
 pub fn text(bytes: &[u8]) -> String {

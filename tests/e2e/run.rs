@@ -22,7 +22,9 @@ struct Server {
 
 impl Server {
     fn start(mut cmd: Command) -> Server {
-        cmd.stderr(Stdio::piped()).stdout(Stdio::null()).stdin(Stdio::null());
+        cmd.stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn madmail: {e}"));
         let (tx, rx) = channel();
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
@@ -33,7 +35,11 @@ impl Server {
                 }
             }
         });
-        Server { child, stderr: rx, seen: Vec::new() }
+        Server {
+            child,
+            stderr: rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a stderr line containing `needle`.
@@ -48,7 +54,10 @@ impl Server {
                         return line;
                     }
                 }
-                Err(_) => panic!("no log line with {needle:?}; saw:\n{}", self.seen.join("\n")),
+                Err(_) => panic!(
+                    "no log line with {needle:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
     }
@@ -88,14 +97,21 @@ fn starts_notifies_readiness_and_stops_on_sigterm() {
     let conf = write(dir.path(), "madmail.conf", BASE);
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap_or_else(|e| panic!("{e}"));
-    notify.set_read_timeout(Some(WAIT)).unwrap_or_else(|e| panic!("{e}"));
+    notify
+        .set_read_timeout(Some(WAIT))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let mut cmd = madmail();
-    cmd.env("NOTIFY_SOCKET", &notify_path).arg("--config").arg(&conf).arg("run");
+    cmd.env("NOTIFY_SOCKET", &notify_path)
+        .arg("--config")
+        .arg(&conf)
+        .arg("run");
     let mut server = Server::start(cmd);
     server.wait_for("server started");
     let mut buf = [0u8; 256];
-    let n = notify.recv(&mut buf).unwrap_or_else(|e| panic!("no READY=1: {e}"));
+    let n = notify
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no READY=1: {e}"));
     assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
 
     server.signal("TERM");
@@ -126,9 +142,17 @@ fn sigint_stops_too() {
 fn run_refuses_a_broken_config() {
     let dir = tempdir();
     let conf = write(dir.path(), "madmail.conf", &format!("{BASE}frobnicate\n"));
-    let out = madmail().arg("--config").arg(&conf).arg("run").output().unwrap_or_else(|e| panic!("{e}"));
+    let out = madmail()
+        .arg("--config")
+        .arg(&conf)
+        .arg("run")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("madmail.conf:4:1: unknown directive frobnicate"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("madmail.conf:4:1: unknown directive frobnicate")
+    );
 }
 
 #[test]
@@ -143,7 +167,10 @@ fn sigusr2_reload_keeps_running_config_when_the_new_one_is_bad() {
     write(dir.path(), "madmail.conf", &format!("{BASE}hostnam typo\n"));
     server.signal("USR2");
     let line = server.wait_for("keeping the running one");
-    assert!(line.contains("madmail.conf:4:1: unknown directive hostnam"), "{line}");
+    assert!(
+        line.contains("madmail.conf:4:1: unknown directive hostnam"),
+        "{line}"
+    );
 
     // Still alive and able to take a good configuration, including a switch to debug logging.
     write(dir.path(), "madmail.conf", &format!("{BASE}debug\n"));
@@ -159,7 +186,11 @@ fn sigusr2_reload_keeps_running_config_when_the_new_one_is_bad() {
 fn sigusr1_reopens_log_files() {
     let dir = tempdir();
     let log = dir.path().join("madmail.log");
-    let conf = write(dir.path(), "madmail.conf", &format!("{BASE}log {} stderr\n", log.display()));
+    let conf = write(
+        dir.path(),
+        "madmail.conf",
+        &format!("{BASE}log {} stderr\n", log.display()),
+    );
     let mut cmd = madmail();
     cmd.arg("--config").arg(&conf).arg("run");
     let mut server = Server::start(cmd);
@@ -174,8 +205,14 @@ fn sigusr1_reopens_log_files() {
 
     let old = std::fs::read_to_string(&rotated).unwrap_or_else(|e| panic!("{e}"));
     let new = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}"));
-    assert!(old.contains("server started") && !old.contains("server stopped"), "old log:\n{old}");
-    assert!(new.contains("log files reopened") && new.contains("server stopped"), "new log:\n{new}");
+    assert!(
+        old.contains("server started") && !old.contains("server stopped"),
+        "old log:\n{old}"
+    );
+    assert!(
+        new.contains("log files reopened") && new.contains("server stopped"),
+        "new log:\n{new}"
+    );
     // Files get timestamps (RFC 3339), stderr does not.
     assert!(new.lines().all(|l| l.starts_with("20")), "new log:\n{new}");
 }

@@ -35,7 +35,9 @@ fn main() -> ExitCode {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_owned)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
@@ -46,17 +48,37 @@ fn cargo(args: &[&str]) -> Result<(), String> {
         .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("cargo {} failed ({status})", args.join(" "))) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
 }
 
 fn test() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     cargo(&["test", "--workspace", "--all-targets", "--all-features"])?;
     // Doc tests are not covered by --all-targets.
     cargo(&["test", "--workspace", "--doc", "--all-features"])
 }
 
 fn conformance_config() -> Result<(), String> {
-    cargo(&["test", "-p", "madmail-config", "--test", "conformance", "--", "--nocapture"])
+    cargo(&[
+        "test",
+        "-p",
+        "madmail-config",
+        "--test",
+        "conformance",
+        "--",
+        "--nocapture",
+    ])
 }

@@ -18,10 +18,15 @@ use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 
 enum Sink {
-    Stderr { timestamps: bool },
+    Stderr {
+        timestamps: bool,
+    },
     /// `None` when /dev/log could not be reached: messages to it are dropped.
     Syslog(Option<UnixDatagram>),
-    File { path: PathBuf, file: File },
+    File {
+        path: PathBuf,
+        file: File,
+    },
 }
 
 #[derive(Clone)]
@@ -31,7 +36,11 @@ pub struct Logging {
 }
 
 fn level_for(debug: bool) -> LevelFilter {
-    if debug { LevelFilter::DEBUG } else { LevelFilter::INFO }
+    if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    }
 }
 
 impl Logging {
@@ -39,10 +48,19 @@ impl Logging {
     pub fn init(debug: bool, targets: &[LogTarget]) -> io::Result<Logging> {
         let sinks = Arc::new(Mutex::new(open_sinks(targets)?));
         let (filter, level) = reload::Layer::new(level_for(debug));
-        let writer = SinkWriter { sinks: sinks.clone() };
-        let fmt = tracing_subscriber::fmt::layer().without_time().with_target(false).with_ansi(false).with_writer(writer);
+        let writer = SinkWriter {
+            sinks: sinks.clone(),
+        };
+        let fmt = tracing_subscriber::fmt::layer()
+            .without_time()
+            .with_target(false)
+            .with_ansi(false)
+            .with_writer(writer);
         // A second init (tests in one process) keeps the first subscriber; that is harmless.
-        let _ = tracing_subscriber::registry().with(filter).with(fmt).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt)
+            .try_init();
         Ok(Logging { sinks, level })
     }
 
@@ -50,7 +68,9 @@ impl Logging {
     pub fn configure(&self, debug: bool, targets: &[LogTarget]) -> io::Result<()> {
         let new = open_sinks(targets)?;
         *self.sinks.lock().unwrap_or_else(PoisonError::into_inner) = new;
-        self.level.modify(|f| *f = level_for(debug)).map_err(io::Error::other)
+        self.level
+            .modify(|f| *f = level_for(debug))
+            .map_err(io::Error::other)
     }
 
     /// Reopens log files, after logrotate moved them.
@@ -80,8 +100,15 @@ fn open_sinks(targets: &[LogTarget]) -> io::Result<Vec<Sink>> {
             Ok(match t {
                 LogTarget::Stderr => Sink::Stderr { timestamps: false },
                 LogTarget::StderrTs => Sink::Stderr { timestamps: true },
-                LogTarget::Syslog => Sink::Syslog(UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|()| s)).ok()),
-                LogTarget::File(path) => Sink::File { path: path.clone(), file: open_file(path)? },
+                LogTarget::Syslog => Sink::Syslog(
+                    UnixDatagram::unbound()
+                        .and_then(|s| s.connect("/dev/log").map(|()| s))
+                        .ok(),
+                ),
+                LogTarget::File(path) => Sink::File {
+                    path: path.clone(),
+                    file: open_file(path)?,
+                },
             })
         })
         .collect()
@@ -103,11 +130,19 @@ impl<'a> MakeWriter<'a> for SinkWriter {
     type Writer = EventWriter;
 
     fn make_writer(&'a self) -> EventWriter {
-        EventWriter { sinks: self.sinks.clone(), level: Level::INFO, buf: Vec::new() }
+        EventWriter {
+            sinks: self.sinks.clone(),
+            level: Level::INFO,
+            buf: Vec::new(),
+        }
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> EventWriter {
-        EventWriter { sinks: self.sinks.clone(), level: *meta.level(), buf: Vec::new() }
+        EventWriter {
+            sinks: self.sinks.clone(),
+            level: *meta.level(),
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -150,7 +185,12 @@ impl Drop for EventWriter {
                         Level::INFO => 6,
                         _ => 7,
                     };
-                    let msg = format!("<{}>madmail[{}]: {}", 2 * 8 + severity, std::process::id(), line.trim_end());
+                    let msg = format!(
+                        "<{}>madmail[{}]: {}",
+                        2 * 8 + severity,
+                        std::process::id(),
+                        line.trim_end()
+                    );
                     let _ = socket.send(msg.as_bytes());
                 }
                 Sink::Syslog(None) => {}

@@ -15,10 +15,19 @@ mod modules;
 mod server;
 
 #[derive(Parser)]
-#[command(name = "madmail", version, about = "A modular mail server with self-managing TLS certificates")]
+#[command(
+    name = "madmail",
+    version,
+    about = "A modular mail server with self-managing TLS certificates"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, env = "MADMAIL_CONFIG", default_value = "/etc/madmail/madmail.conf")]
+    #[arg(
+        long,
+        global = true,
+        env = "MADMAIL_CONFIG",
+        default_value = "/etc/madmail/madmail.conf"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -55,7 +64,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run => server::run(&cli.config),
-        Command::Config { command: ConfigCommand::Check } => match config::read(&cli.config) {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => match config::read(&cli.config) {
             Ok(_) => {
                 println!("{}: configuration is valid", cli.config.display());
                 ExitCode::SUCCESS
@@ -65,7 +76,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Config { command: ConfigCommand::Dump { json, file } } => {
+        Command::Config {
+            command: ConfigCommand::Dump { json, file },
+        } => {
             let path = file.unwrap_or(cli.config);
             let nodes = match parse_file(&path, &Environment::Process) {
                 Ok(nodes) => nodes,
@@ -103,8 +116,10 @@ fn version_text() -> String {
     for m in registry.modules() {
         out.push_str(&format!("  {:<28} {}\n", m.name, m.summary));
     }
-    let providers: Vec<&str> =
-        registry.modules().filter_map(|m| m.name.strip_prefix("libdns.")).collect();
+    let providers: Vec<&str> = registry
+        .modules()
+        .filter_map(|m| m.name.strip_prefix("libdns."))
+        .collect();
     out.push_str("\nDNS providers: ");
     out.push_str(if providers.is_empty() { "none" } else { "" });
     out.push_str(&providers.join(", "));

@@ -28,7 +28,10 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -55,8 +58,12 @@ fn prepare_directories(globals: &madmail_module::Globals) -> Result<(), String> 
             .create(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    std::env::set_current_dir(&globals.state_dir)
-        .map_err(|e| format!("cannot enter state_dir {}: {e}", globals.state_dir.display()))
+    std::env::set_current_dir(&globals.state_dir).map_err(|e| {
+        format!(
+            "cannot enter state_dir {}: {e}",
+            globals.state_dir.display()
+        )
+    })
 }
 
 async fn start(cfg: &Config) -> Result<Running, String> {
@@ -64,10 +71,10 @@ async fn start(cfg: &Config) -> Result<Running, String> {
 }
 
 fn notify(state: sd_notify::NotifyState<'_>) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(&[state]) {
-            warn!(error = %e, "cannot notify the service manager");
-        }
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(&[state])
+    {
+        warn!(error = %e, "cannot notify the service manager");
     }
 }
 
@@ -128,7 +135,12 @@ enum ReloadError {
     Fatal,
 }
 
-async fn reload(path: &Path, old: &Config, running: &mut Running, logging: &Logging) -> Result<Config, ReloadError> {
+async fn reload(
+    path: &Path,
+    old: &Config,
+    running: &mut Running,
+    logging: &Logging,
+) -> Result<Config, ReloadError> {
     info!(config = %path.display(), "reloading configuration");
     let read_path = path.to_owned();
     let new = match tokio::task::spawn_blocking(move || config::read(&read_path)).await {
@@ -153,15 +165,20 @@ async fn reload(path: &Path, old: &Config, running: &mut Running, logging: &Logg
             if let Err(e) = logging.configure(new.loaded.globals.debug, &new.loaded.globals.log) {
                 error!(error = %e, "cannot apply the new log settings; keeping the old ones");
             }
-            info!(endpoints = new.loaded.endpoints.len(), "configuration reloaded");
+            info!(
+                endpoints = new.loaded.endpoints.len(),
+                "configuration reloaded"
+            );
             Ok(new)
         }
         Err(e) => {
             error!(error = %e, "new configuration failed to start; restarting the previous one");
             // Instances start once: rebuild the previous configuration from its tree.
             let registry = crate::modules::registry();
-            let previous = madmail_module::load(&registry, &old.nodes)
-                .map(|loaded| Config { nodes: old.nodes.clone(), loaded });
+            let previous = madmail_module::load(&registry, &old.nodes).map(|loaded| Config {
+                nodes: old.nodes.clone(),
+                loaded,
+            });
             match previous {
                 Ok(previous) => match start(&previous).await {
                     Ok(r) => {

@@ -26,7 +26,10 @@ impl Capabilities {
     }
 
     pub fn get<T: ?Sized + Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.by_type.get(&TypeId::of::<T>())?.downcast_ref::<Arc<T>>().cloned()
+        self.by_type
+            .get(&TypeId::of::<T>())?
+            .downcast_ref::<Arc<T>>()
+            .cloned()
     }
 }
 

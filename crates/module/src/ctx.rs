@@ -21,7 +21,10 @@ pub struct Built {
 
 impl Built {
     pub fn new(caps: Capabilities) -> Built {
-        Built { caps, lifecycle: None }
+        Built {
+            caps,
+            lifecycle: None,
+        }
     }
 
     pub fn with_lifecycle(mut self, lifecycle: Arc<dyn Lifecycle>) -> Built {
@@ -42,7 +45,10 @@ pub struct Instance {
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance").field("module", &self.module).field("label", &self.label).finish_non_exhaustive()
+        f.debug_struct("Instance")
+            .field("module", &self.module)
+            .field("label", &self.label)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +92,9 @@ pub struct Loaded {
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded").field("instances", &self.instances).finish_non_exhaustive()
+        f.debug_struct("Loaded")
+            .field("instances", &self.instances)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,17 +122,26 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
         if crate::maddy::GLOBALS.contains(&node.name.as_str()) {
             errors.push(madmail_config::Error::at(
                 &node.pos,
-                format!("{} is a maddy global directive that madmail does not implement yet", node.name),
+                format!(
+                    "{} is a maddy global directive that madmail does not implement yet",
+                    node.name
+                ),
             ));
             continue;
         }
         let Some(spec) = registry.get(&node.name) else {
             let message = if node.children.is_none() && !registry.is_known_name(&node.name) {
-                let known = GLOBAL_DIRECTIVES.iter().copied().chain(registry.modules().map(|m| m.name));
+                let known = GLOBAL_DIRECTIVES
+                    .iter()
+                    .copied()
+                    .chain(registry.modules().map(|m| m.name));
                 match suggest::closest(&node.name, known) {
                     Some(s) => format!("unknown directive {}; did you mean {s}?", node.name),
                     None => {
-                        format!("unknown directive {} (not a global directive nor a module)", node.name)
+                        format!(
+                            "unknown directive {} (not a global directive nor a module)",
+                            node.name
+                        )
                     }
                 }
             } else {
@@ -144,13 +161,19 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
                 for (i, n) in std::iter::once(&name).chain(&aliases).enumerate() {
                     let pos = node.arg_pos(i);
                     if n.is_empty() || n.starts_with('&') {
-                        errors.push(madmail_config::Error::at(pos, format!("invalid instance name {n:?}")));
+                        errors.push(madmail_config::Error::at(
+                            pos,
+                            format!("invalid instance name {n:?}"),
+                        ));
                         valid = false;
                         continue;
                     }
                     if let Some(&other) = ctx.names.get(n) {
                         let first = &ctx.named[other].node.pos;
-                        errors.push(madmail_config::Error::at(pos, format!("duplicate instance name {n} (first defined at {first})")));
+                        errors.push(madmail_config::Error::at(
+                            pos,
+                            format!("duplicate instance name {n} (first defined at {first})"),
+                        ));
                         valid = false;
                         continue;
                     }
@@ -161,7 +184,13 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
                     ctx.names.retain(|_, i| *i != index);
                     continue;
                 }
-                ctx.named.push(NamedBlock { module: spec.name, name, aliases, node: node.clone(), state: State::Pending });
+                ctx.named.push(NamedBlock {
+                    module: spec.name,
+                    name,
+                    aliases,
+                    node: node.clone(),
+                    state: State::Pending,
+                });
             }
         }
     }
@@ -173,7 +202,13 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
     }
     let mut endpoints = Vec::new();
     for (module, node) in endpoint_nodes {
-        let def = Definition { module, instance: None, aliases: &[], args: &node.args, node };
+        let def = Definition {
+            module,
+            instance: None,
+            aliases: &[],
+            args: &node.args,
+            node,
+        };
         match ctx.build(&def) {
             Ok(instance) => endpoints.push(instance),
             Err(e) => errors.extend(e),
@@ -186,18 +221,27 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
         if !matches!(ctx.named[index].state, State::Pending) {
             continue;
         }
-        let (name, pos, module) =
-            (ctx.named[index].name.clone(), ctx.named[index].node.pos.clone(), ctx.named[index].module);
+        let (name, pos, module) = (
+            ctx.named[index].name.clone(),
+            ctx.named[index].node.pos.clone(),
+            ctx.named[index].module,
+        );
         if let Err(e) = ctx.instance(&name, &pos) {
             errors.extend(e);
         }
         errors.push(madmail_config::Error::at(
             &pos,
-            format!("{module} {name} is defined but never used; reference it as &{name} or remove it"),
+            format!(
+                "{module} {name} is defined but never used; reference it as &{name} or remove it"
+            ),
         ));
     }
 
-    errors.into_result(Loaded { globals: ctx.globals, instances: ctx.order, endpoints })
+    errors.into_result(Loaded {
+        globals: ctx.globals,
+        instances: ctx.order,
+        endpoints,
+    })
 }
 
 impl<'r> Ctx<'r> {
@@ -214,27 +258,46 @@ impl<'r> Ctx<'r> {
     pub fn instance(&mut self, name: &str, pos: &Pos) -> Result<Arc<Instance>, Errors> {
         let Some(&index) = self.names.get(name) else {
             let known = self.names.keys().map(String::as_str);
-            let hint = suggest::closest(name, known).map(|s| format!("; did you mean &{s}?")).unwrap_or_default();
+            let hint = suggest::closest(name, known)
+                .map(|s| format!("; did you mean &{s}?"))
+                .unwrap_or_default();
             return Err(Errors::at(pos, format!("unknown instance &{name}{hint}")));
         };
         match &self.named[index].state {
             State::Built(instance) => return Ok(instance.clone()),
             State::Failed => return Err(Errors::new()),
             State::Building => {
-                let start = self.building.iter().position(|n| *n == self.named[index].name).unwrap_or(0);
+                let start = self
+                    .building
+                    .iter()
+                    .position(|n| *n == self.named[index].name)
+                    .unwrap_or(0);
                 let mut path: Vec<String> = self.building[start..].to_vec();
                 path.push(self.named[index].name.clone());
-                return Err(Errors::at(pos, format!("reference cycle: {}", path.join(" -> "))));
+                return Err(Errors::at(
+                    pos,
+                    format!("reference cycle: {}", path.join(" -> ")),
+                ));
             }
             State::Pending => {}
         }
 
         let block = &mut self.named[index];
         block.state = State::Building;
-        let (module, instance_name, aliases, node) =
-            (block.module, block.name.clone(), block.aliases.clone(), block.node.clone());
+        let (module, instance_name, aliases, node) = (
+            block.module,
+            block.name.clone(),
+            block.aliases.clone(),
+            block.node.clone(),
+        );
         self.building.push(instance_name.clone());
-        let def = Definition { module, instance: Some(&instance_name), aliases: &aliases, args: &[], node: &node };
+        let def = Definition {
+            module,
+            instance: Some(&instance_name),
+            aliases: &aliases,
+            args: &[],
+            node: &node,
+        };
         let result = self.build(&def);
         self.building.pop();
         self.named[index].state = match &result {
@@ -245,10 +308,21 @@ impl<'r> Ctx<'r> {
     }
 
     /// A reference `&name` (without the `&`) used as a `T`.
-    pub fn reference<T: ?Sized + Capability>(&mut self, name: &str, pos: &Pos) -> Result<Arc<T>, Errors> {
+    pub fn reference<T: ?Sized + Capability>(
+        &mut self,
+        name: &str,
+        pos: &Pos,
+    ) -> Result<Arc<T>, Errors> {
         let instance = self.instance(name, pos)?;
         instance.caps.get::<T>().ok_or_else(|| {
-            Errors::at(pos, format!("&{name} is a {} module, which can't be used as {}", instance.module, T::DESCRIPTION))
+            Errors::at(
+                pos,
+                format!(
+                    "&{name} is a {} module, which can't be used as {}",
+                    instance.module,
+                    T::DESCRIPTION
+                ),
+            )
         })
     }
 
@@ -264,39 +338,77 @@ impl<'r> Ctx<'r> {
         let instance = self.instance_from(node, first, namespace)?;
         instance.caps.get::<T>().ok_or_else(|| {
             let what = match node.args.get(first) {
-                Some(a) if a.value.starts_with('&') => format!("{} is a {} module", a.value, instance.module),
+                Some(a) if a.value.starts_with('&') => {
+                    format!("{} is a {} module", a.value, instance.module)
+                }
                 _ => instance.module.to_owned(),
             };
-            Errors::at(node.arg_pos(first), format!("{what}, which can't be used as {}", T::DESCRIPTION))
+            Errors::at(
+                node.arg_pos(first),
+                format!("{what}, which can't be used as {}", T::DESCRIPTION),
+            )
         })
     }
 
     /// Like [`Ctx::module_from`], whatever the instance offers.
-    pub fn instance_from(&mut self, node: &Node, first: usize, namespace: &str) -> Result<Arc<Instance>, Errors> {
+    pub fn instance_from(
+        &mut self,
+        node: &Node,
+        first: usize,
+        namespace: &str,
+    ) -> Result<Arc<Instance>, Errors> {
         let Some(head) = node.args.get(first) else {
-            return Err(Errors::at(&node.pos, format!("{} needs a module: &name or an inline definition", node.name)));
+            return Err(Errors::at(
+                &node.pos,
+                format!(
+                    "{} needs a module: &name or an inline definition",
+                    node.name
+                ),
+            ));
         };
         if let Some(name) = head.value.strip_prefix('&') {
             if node.args.len() > first + 1 || node.children.is_some() {
-                return Err(Errors::at(&head.pos, "a reference takes no arguments or block"));
+                return Err(Errors::at(
+                    &head.pos,
+                    "a reference takes no arguments or block",
+                ));
             }
             return self.instance(name, &head.pos);
         }
         let qualified = format!("{namespace}.{}", head.value);
-        let tried: Vec<&str> = if namespace.is_empty() { vec![&head.value] } else { vec![&qualified, &head.value] };
+        let tried: Vec<&str> = if namespace.is_empty() {
+            vec![&head.value]
+        } else {
+            vec![&qualified, &head.value]
+        };
         let Some(spec) = tried.iter().find_map(|n| self.registry.get(n)) else {
-            return Err(Errors::at(&head.pos, self.registry.missing_message(&head.value, &tried)));
+            return Err(Errors::at(
+                &head.pos,
+                self.registry.missing_message(&head.value, &tried),
+            ));
         };
         if spec.kind == Kind::Endpoint {
-            return Err(Errors::at(&head.pos, format!("{} is an endpoint and can't be defined inline", spec.name)));
+            return Err(Errors::at(
+                &head.pos,
+                format!("{} is an endpoint and can't be defined inline", spec.name),
+            ));
         }
-        let def = Definition { module: spec.name, instance: None, aliases: &[], args: &node.args[first + 1..], node };
+        let def = Definition {
+            module: spec.name,
+            instance: None,
+            aliases: &[],
+            args: &node.args[first + 1..],
+            node,
+        };
         self.build(&def)
     }
 
     fn build(&mut self, def: &Definition<'_>) -> Result<Arc<Instance>, Errors> {
         let spec = self.registry.get(def.module).copied().ok_or_else(|| {
-            Errors::at(&def.node.pos, self.registry.missing_message(def.module, &[def.module]))
+            Errors::at(
+                &def.node.pos,
+                self.registry.missing_message(def.module, &[def.module]),
+            )
         })?;
         let built = (spec.build)(def, self)?;
         let instance = Arc::new(Instance {

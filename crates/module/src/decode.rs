@@ -47,7 +47,13 @@ impl<'a> Block<'a> {
 
     /// Decodes a block that has no global directives to inherit (e.g. a sub-block).
     pub fn without_globals(node: &'a Node) -> Block<'a> {
-        Block { node, globals: None, unclaimed: node.children().iter().map(Some).collect(), known: Vec::new(), errors: Errors::new() }
+        Block {
+            node,
+            globals: None,
+            unclaimed: node.children().iter().map(Some).collect(),
+            known: Vec::new(),
+            errors: Errors::new(),
+        }
     }
 
     /// The directive this block belongs to.
@@ -79,14 +85,26 @@ impl<'a> Block<'a> {
         let mut found = self.all(name).into_iter();
         let first = found.next()?;
         for dup in found {
-            self.errors.push(Error::at(&dup.pos, format!("duplicate directive {name} (first at {})", first.pos)));
+            self.errors.push(Error::at(
+                &dup.pos,
+                format!("duplicate directive {name} (first at {})", first.pos),
+            ));
         }
         Some(first)
     }
 
     /// A directive whose value `parse` decodes from its node.
-    pub fn custom<'b, T>(&'b mut self, name: &'b str, parse: impl FnMut(&Node) -> Result<T, Error> + 'b) -> Field<'a, 'b, T> {
-        Field { block: self, name, parse: Box::new(parse), inherit: false }
+    pub fn custom<'b, T>(
+        &'b mut self,
+        name: &'b str,
+        parse: impl FnMut(&Node) -> Result<T, Error> + 'b,
+    ) -> Field<'a, 'b, T> {
+        Field {
+            block: self,
+            name,
+            parse: Box::new(parse),
+            inherit: false,
+        }
     }
 
     /// `name` alone or `name yes|no|true|false|on|off|1|0`.
@@ -104,20 +122,34 @@ impl<'a> Block<'a> {
         self.custom(name, |n| {
             no_block(n)?;
             if n.args.is_empty() {
-                return Err(Error::at(&n.pos, format!("{} needs at least one value", n.name)));
+                return Err(Error::at(
+                    &n.pos,
+                    format!("{} needs at least one value", n.name),
+                ));
             }
             Ok(n.args.iter().map(|a| a.value.clone()).collect())
         })
     }
 
     /// `name VALUE` where VALUE is one of `allowed`.
-    pub fn choice<'b>(&'b mut self, name: &'b str, allowed: &'b [&'b str]) -> Field<'a, 'b, String> {
+    pub fn choice<'b>(
+        &'b mut self,
+        name: &'b str,
+        allowed: &'b [&'b str],
+    ) -> Field<'a, 'b, String> {
         self.custom(name, move |n| {
             let v = single(n)?;
             if allowed.contains(&v) {
                 Ok(v.to_owned())
             } else {
-                Err(Error::at(n.arg_pos(0), format!("{} must be one of {}, not {v:?}", n.name, allowed.join(", "))))
+                Err(Error::at(
+                    n.arg_pos(0),
+                    format!(
+                        "{} must be one of {}, not {v:?}",
+                        n.name,
+                        allowed.join(", ")
+                    ),
+                ))
             }
         })
     }
@@ -129,7 +161,12 @@ impl<'a> Block<'a> {
     {
         self.custom(name, |n| {
             let v = single(n)?;
-            v.parse::<T>().map_err(|e| Error::at(n.arg_pos(0), format!("{}: invalid number {v:?}: {e}", n.name)))
+            v.parse::<T>().map_err(|e| {
+                Error::at(
+                    n.arg_pos(0),
+                    format!("{}: invalid number {v:?}: {e}", n.name),
+                )
+            })
         })
     }
 
@@ -138,7 +175,8 @@ impl<'a> Block<'a> {
         self.custom(name, |n| {
             no_block(n)?;
             let joined: String = n.args.iter().map(|a| a.value.as_str()).collect();
-            values::duration(&joined).map_err(|e| Error::at(n.arg_pos(0), format!("{}: {e}", n.name)))
+            values::duration(&joined)
+                .map_err(|e| Error::at(n.arg_pos(0), format!("{}: {e}", n.name)))
         })
     }
 
@@ -147,7 +185,8 @@ impl<'a> Block<'a> {
         self.custom(name, |n| {
             no_block(n)?;
             let joined: String = n.args.iter().map(|a| a.value.as_str()).collect();
-            values::data_size(&joined).map_err(|e| Error::at(n.arg_pos(0), format!("{}: {e}", n.name)))
+            values::data_size(&joined)
+                .map_err(|e| Error::at(n.arg_pos(0), format!("{}: {e}", n.name)))
         })
     }
 
@@ -166,7 +205,10 @@ impl<'a> Block<'a> {
                 .map(|s| format!("; did you mean {s}?"))
                 .unwrap_or_default();
             let message = if self.known.is_empty() {
-                format!("unknown directive {}: {} takes no directives", node.name, self.node.name)
+                format!(
+                    "unknown directive {}: {} takes no directives",
+                    node.name, self.node.name
+                )
             } else {
                 format!("unknown directive {}{hint}", node.name)
             };
@@ -195,7 +237,14 @@ impl<T> Field<'_, '_, T> {
     /// inherited) or invalid (the error is recorded).
     pub fn optional(mut self) -> Option<T> {
         let node = self.block.one(self.name).or_else(|| {
-            if self.inherit { self.block.globals.as_deref().and_then(|g| g.node(self.name)) } else { None }
+            if self.inherit {
+                self.block
+                    .globals
+                    .as_deref()
+                    .and_then(|g| g.node(self.name))
+            } else {
+                None
+            }
         })?;
         match (self.parse)(node) {
             Ok(v) => Some(v),
@@ -208,8 +257,19 @@ impl<T> Field<'_, '_, T> {
 
     /// The value; when absent, an error saying the directive is required.
     pub fn required(self) -> Option<T> {
-        let present = self.block.unclaimed.iter().flatten().any(|n| n.name == self.name)
-            || (self.inherit && self.block.globals.as_deref().and_then(|g| g.node(self.name)).is_some());
+        let present = self
+            .block
+            .unclaimed
+            .iter()
+            .flatten()
+            .any(|n| n.name == self.name)
+            || (self.inherit
+                && self
+                    .block
+                    .globals
+                    .as_deref()
+                    .and_then(|g| g.node(self.name))
+                    .is_some());
         if !present {
             self.block.known.push(self.name.to_owned());
             let block = self.block.node;
@@ -230,7 +290,10 @@ impl<T> Field<'_, '_, T> {
 /// The directive must not have a block.
 pub fn no_block(n: &Node) -> Result<(), Error> {
     match &n.children {
-        Some(_) => Err(Error::at(&n.pos, format!("{} does not take a block", n.name))),
+        Some(_) => Err(Error::at(
+            &n.pos,
+            format!("{} does not take a block", n.name),
+        )),
         None => Ok(()),
     }
 }
@@ -241,6 +304,9 @@ pub fn single(n: &Node) -> Result<&str, Error> {
     match n.args.as_slice() {
         [one] => Ok(&one.value),
         [] => Err(Error::at(&n.pos, format!("{} needs a value", n.name))),
-        [_, extra, ..] => Err(Error::at(&extra.pos, format!("{} takes exactly one value", n.name))),
+        [_, extra, ..] => Err(Error::at(
+            &extra.pos,
+            format!("{} takes exactly one value", n.name),
+        )),
     }
 }

@@ -17,11 +17,19 @@ pub struct DeliveryError {
 
 impl DeliveryError {
     pub fn temporary(message: impl Into<String>) -> DeliveryError {
-        DeliveryError { code: 451, enhanced: "4.0.0".into(), message: message.into() }
+        DeliveryError {
+            code: 451,
+            enhanced: "4.0.0".into(),
+            message: message.into(),
+        }
     }
 
     pub fn permanent(message: impl Into<String>) -> DeliveryError {
-        DeliveryError { code: 554, enhanced: "5.0.0".into(), message: message.into() }
+        DeliveryError {
+            code: 554,
+            enhanced: "5.0.0".into(),
+            message: message.into(),
+        }
     }
 }
 

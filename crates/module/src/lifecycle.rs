@@ -29,10 +29,15 @@ impl Running {
     pub async fn start(instances: &[Arc<Instance>]) -> Result<Running, String> {
         let mut running = Running::default();
         for instance in instances {
-            let Some(lifecycle) = &instance.lifecycle else { continue };
+            let Some(lifecycle) = &instance.lifecycle else {
+                continue;
+            };
             if let Err(e) = lifecycle.start().await {
                 running.stop().await;
-                return Err(format!("{}: {} ({}): {e}", instance.pos, instance.module, instance.label));
+                return Err(format!(
+                    "{}: {} ({}): {e}",
+                    instance.pos, instance.module, instance.label
+                ));
             }
             tracing::debug!(module = instance.module, instance = %instance.label, "started");
             running.started.push(instance.clone());

@@ -42,7 +42,15 @@ impl Definition<'_> {
         match self.instance {
             Some(name) => name.to_owned(),
             None if self.args.is_empty() => self.module.to_owned(),
-            None => format!("{} {}", self.module, self.args.iter().map(|a| a.value.as_str()).collect::<Vec<_>>().join(" ")),
+            None => format!(
+                "{} {}",
+                self.module,
+                self.args
+                    .iter()
+                    .map(|a| a.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
         }
     }
 }
@@ -60,7 +68,10 @@ pub struct ModuleSpec {
 
 impl std::fmt::Debug for ModuleSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModuleSpec").field("name", &self.name).field("kind", &self.kind).finish()
+        f.debug_struct("ModuleSpec")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -74,9 +85,16 @@ pub struct Registry {
 /// Why a module name did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Missing {
-    NotCompiled { module: &'static str, feature: &'static str },
-    NotImplemented { module: &'static str },
-    Unknown { suggestion: Option<String> },
+    NotCompiled {
+        module: &'static str,
+        feature: &'static str,
+    },
+    NotImplemented {
+        module: &'static str,
+    },
+    Unknown {
+        suggestion: Option<String>,
+    },
 }
 
 impl Registry {
@@ -129,7 +147,10 @@ impl Registry {
             .chain(self.not_compiled.keys())
             .copied()
             .chain(crate::maddy::MODULES.iter().copied());
-        let suggestion = names.iter().flat_map(|n| crate::suggest::closest(n, candidates.clone())).next();
+        let suggestion = names
+            .iter()
+            .flat_map(|n| crate::suggest::closest(n, candidates.clone()))
+            .next();
         Missing::Unknown { suggestion }
     }
 
@@ -138,7 +159,9 @@ impl Registry {
     pub fn missing_message(&self, shown: &str, tried: &[&str]) -> String {
         match self.missing(tried) {
             Missing::NotCompiled { module, feature } => {
-                format!("{module} is not compiled into this build; rebuild with --features {feature}")
+                format!(
+                    "{module} is not compiled into this build; rebuild with --features {feature}"
+                )
             }
             Missing::NotImplemented { module } => {
                 format!("{module} is a maddy module that madmail does not implement yet")

@@ -4,7 +4,9 @@
 /// last part, so `target.frobnicate` is not "close" to `target.remote` just by sharing `target.`.
 fn similarity(a: &str, b: &str) -> f64 {
     match (a.rsplit_once('.'), b.rsplit_once('.')) {
-        (Some((a_ns, a_last)), Some((b_ns, b_last))) if a_ns == b_ns => strsim::jaro_winkler(a_last, b_last),
+        (Some((a_ns, a_last)), Some((b_ns, b_last))) if a_ns == b_ns => {
+            strsim::jaro_winkler(a_last, b_last)
+        }
         _ => strsim::jaro_winkler(a, b),
     }
 }
@@ -25,10 +27,19 @@ mod tests {
 
     #[test]
     fn finds_typos_only() {
-        assert_eq!(closest("hostnme", ["hostname", "debug"]).as_deref(), Some("hostname"));
+        assert_eq!(
+            closest("hostnme", ["hostname", "debug"]).as_deref(),
+            Some("hostname")
+        );
         assert_eq!(closest("zzz", ["hostname", "debug"]), None);
         assert_eq!(closest("target.frobnicate", ["target.remote"]), None);
-        assert_eq!(closest("target.remtoe", ["target.remote"]).as_deref(), Some("target.remote"));
-        assert_eq!(closest("target.tset", ["target.test"]).as_deref(), Some("target.test"));
+        assert_eq!(
+            closest("target.remtoe", ["target.remote"]).as_deref(),
+            Some("target.remote")
+        );
+        assert_eq!(
+            closest("target.tset", ["target.test"]).as_deref(),
+            Some("target.test")
+        );
     }
 }

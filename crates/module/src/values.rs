@@ -14,9 +14,15 @@ pub fn flag(n: &Node) -> Result<bool, Error> {
         [v] => match v.value.to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "1" => Ok(true),
             "no" | "false" | "off" | "0" => Ok(false),
-            other => Err(Error::at(&v.pos, format!("{}: expected yes or no, not {other:?}", n.name))),
+            other => Err(Error::at(
+                &v.pos,
+                format!("{}: expected yes or no, not {other:?}", n.name),
+            )),
         },
-        [_, extra, ..] => Err(Error::at(&extra.pos, format!("{} takes at most one value (yes or no)", n.name))),
+        [_, extra, ..] => Err(Error::at(
+            &extra.pos,
+            format!("{} takes at most one value (yes or no)", n.name),
+        )),
     }
 }
 
@@ -36,12 +42,18 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = body;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (num, after) = rest.split_at(num_len);
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(format!("invalid duration {s:?}: expected a number before the unit"));
+            return Err(format!(
+                "invalid duration {s:?}: expected a number before the unit"
+            ));
         }
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
         let scale = match unit {
             "ns" => 1e-9,
@@ -51,7 +63,11 @@ pub fn duration(s: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
-            "" => return Err(format!("invalid duration {s:?}: missing unit (ns, us, ms, s, m, h or d)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {s:?}: missing unit (ns, us, ms, s, m, h or d)"
+                ));
+            }
             other => return Err(format!("invalid duration {s:?}: unknown unit {other:?}")),
         };
         let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
@@ -71,12 +87,16 @@ pub fn data_size(s: &str) -> Result<u64, String> {
     let mut total: u64 = 0;
     let mut rest = s.as_str();
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("invalid size {s:?}: expected a number"));
         }
         let (num, after) = rest.split_at(num_len);
-        let value: u64 = num.parse().map_err(|_| format!("size {s:?} is too large"))?;
+        let value: u64 = num
+            .parse()
+            .map_err(|_| format!("size {s:?} is too large"))?;
         let mut chars = after.chars();
         let (mult, next) = match chars.next().map(|c| c.to_ascii_uppercase()) {
             None => (1, ""),
@@ -85,7 +105,11 @@ pub fn data_size(s: &str) -> Result<u64, String> {
             Some('K') => (1 << 10, chars.as_str()),
             Some('M') => (1 << 20, chars.as_str()),
             Some('G') => (1 << 30, chars.as_str()),
-            Some(other) => return Err(format!("invalid size {s:?}: unknown unit {other:?} (use B, K, M or G)")),
+            Some(other) => {
+                return Err(format!(
+                    "invalid size {s:?}: unknown unit {other:?} (use B, K, M or G)"
+                ));
+            }
         };
         total = value
             .checked_mul(mult)
@@ -109,7 +133,9 @@ impl ListenAddr {
     /// `host:port` as `tokio::net::TcpListener::bind` accepts it (IPv6 hosts bracketed).
     pub fn socket_addr_string(&self) -> Option<String> {
         match self {
-            ListenAddr::Tcp { host, port, .. } if host.contains(':') => Some(format!("[{host}]:{port}")),
+            ListenAddr::Tcp { host, port, .. } if host.contains(':') => {
+                Some(format!("[{host}]:{port}"))
+            }
             ListenAddr::Tcp { host, port, .. } => Some(format!("{host}:{port}")),
             ListenAddr::Unix(_) => None,
         }
@@ -121,7 +147,11 @@ impl fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp { tls, .. } => {
                 let scheme = if *tls { "tls" } else { "tcp" };
-                write!(f, "{scheme}://{}", self.socket_addr_string().unwrap_or_default())
+                write!(
+                    f,
+                    "{scheme}://{}",
+                    self.socket_addr_string().unwrap_or_default()
+                )
             }
             ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
         }
@@ -132,7 +162,9 @@ impl fmt::Display for ListenAddr {
 /// empty for all addresses) or `unix://path`.
 pub fn listen_addr(s: &str) -> Result<ListenAddr, String> {
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!("invalid address {s:?}: expected tcp://host:port, tls://host:port or unix://path"));
+        return Err(format!(
+            "invalid address {s:?}: expected tcp://host:port, tls://host:port or unix://path"
+        ));
     };
     match scheme {
         "unix" => {
@@ -143,26 +175,39 @@ pub fn listen_addr(s: &str) -> Result<ListenAddr, String> {
         }
         "tcp" | "tls" => {
             let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-                let (host, after) = v6
-                    .split_once(']')
-                    .ok_or_else(|| format!("invalid address {s:?}: missing ] after IPv6 address"))?;
+                let (host, after) = v6.split_once(']').ok_or_else(|| {
+                    format!("invalid address {s:?}: missing ] after IPv6 address")
+                })?;
                 let port = after
                     .strip_prefix(':')
                     .ok_or_else(|| format!("invalid address {s:?}: missing :port"))?;
                 if host.parse::<std::net::Ipv6Addr>().is_err() {
-                    return Err(format!("invalid address {s:?}: {host:?} is not an IPv6 address"));
+                    return Err(format!(
+                        "invalid address {s:?}: {host:?} is not an IPv6 address"
+                    ));
                 }
                 (host, port)
             } else {
-                rest.rsplit_once(':').ok_or_else(|| format!("invalid address {s:?}: missing :port"))?
+                rest.rsplit_once(':')
+                    .ok_or_else(|| format!("invalid address {s:?}: missing :port"))?
             };
             if host.contains(['/', '[', ']']) || (host.contains(':') && !rest.starts_with('[')) {
-                return Err(format!("invalid address {s:?}: bad host {host:?} (bracket IPv6 addresses: [::1])"));
+                return Err(format!(
+                    "invalid address {s:?}: bad host {host:?} (bracket IPv6 addresses: [::1])"
+                ));
             }
-            let port: u16 = port.parse().map_err(|_| format!("invalid address {s:?}: bad port {port:?}"))?;
-            Ok(ListenAddr::Tcp { host: host.to_owned(), port, tls: scheme == "tls" })
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid address {s:?}: bad port {port:?}"))?;
+            Ok(ListenAddr::Tcp {
+                host: host.to_owned(),
+                port,
+                tls: scheme == "tls",
+            })
         }
-        other => Err(format!("invalid address {s:?}: unknown scheme {other:?} (use tcp, tls or unix)")),
+        other => Err(format!(
+            "invalid address {s:?}: unknown scheme {other:?} (use tcp, tls or unix)"
+        )),
     }
 }
 
@@ -199,11 +244,28 @@ mod tests {
     fn listen_addresses() {
         assert_eq!(
             listen_addr("tcp://0.0.0.0:25"),
-            Ok(ListenAddr::Tcp { host: "0.0.0.0".into(), port: 25, tls: false })
+            Ok(ListenAddr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 25,
+                tls: false
+            })
         );
-        assert_eq!(listen_addr("tls://[::]:465"), Ok(ListenAddr::Tcp { host: "::".into(), port: 465, tls: true }));
-        assert_eq!(listen_addr("tls://[::]:465").map(|a| a.to_string()), Ok("tls://[::]:465".into()));
-        assert_eq!(listen_addr("unix:///run/lmtp.sock"), Ok(ListenAddr::Unix("/run/lmtp.sock".into())));
+        assert_eq!(
+            listen_addr("tls://[::]:465"),
+            Ok(ListenAddr::Tcp {
+                host: "::".into(),
+                port: 465,
+                tls: true
+            })
+        );
+        assert_eq!(
+            listen_addr("tls://[::]:465").map(|a| a.to_string()),
+            Ok("tls://[::]:465".into())
+        );
+        assert_eq!(
+            listen_addr("unix:///run/lmtp.sock"),
+            Ok(ListenAddr::Unix("/run/lmtp.sock".into()))
+        );
         assert!(listen_addr("tcp://::1:25").is_err());
         assert!(listen_addr("tcp://host").is_err());
         assert!(listen_addr("tcp://host:99999").is_err());

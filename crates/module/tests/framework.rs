@@ -1,6 +1,8 @@
 //! The module framework end to end, with small test modules: registration and lookup errors,
 //! instances and references, lazy initialisation order, lifecycle order, directive decoding.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,7 +10,8 @@ use async_trait::async_trait;
 use madmail_config::{Environment, parse_str};
 use madmail_module::delivery::{Delivery, DeliveryError, DeliveryTarget, Envelope};
 use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, Lifecycle, Loaded, ModuleSpec, Registry, Running, load,
+    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, Lifecycle, Loaded, ModuleSpec,
+    Registry, Running, load,
 };
 
 /// Every test module records what happens to it here, as `event label`.
@@ -62,8 +65,10 @@ fn build_target(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors
     errors.into_result(())?;
     record(format!("init {}", def.label()));
     let label = def.label();
-    Ok(Built::new(Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(NullTarget)))
-        .with_lifecycle(Arc::new(Recorder(label))))
+    Ok(
+        Built::new(Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(NullTarget)))
+            .with_lifecycle(Arc::new(Recorder(label))),
+    )
 }
 
 /// `tls.loader.test NAME {}`: offers nothing but exists.
@@ -96,21 +101,41 @@ fn build_endpoint(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Erro
         }
     }
     errors.into_result(())?;
-    record(format!("init {} hostname={} debug={debug} timeout={timeout:?} size={size}", def.label(), hostname.unwrap_or_default()));
+    record(format!(
+        "init {} hostname={} debug={debug} timeout={timeout:?} size={size}",
+        def.label(),
+        hostname.unwrap_or_default()
+    ));
     Ok(Built::default().with_lifecycle(Arc::new(Recorder(def.label()))))
 }
 
 fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register(ModuleSpec { name: "target.test", kind: Kind::Named, build: build_target, summary: "test target" });
-    r.register(ModuleSpec { name: "tls.loader.test", kind: Kind::Named, build: build_loader, summary: "test loader" });
-    r.register(ModuleSpec { name: "test_endpoint", kind: Kind::Endpoint, build: build_endpoint, summary: "test endpoint" });
+    r.register(ModuleSpec {
+        name: "target.test",
+        kind: Kind::Named,
+        build: build_target,
+        summary: "test target",
+    });
+    r.register(ModuleSpec {
+        name: "tls.loader.test",
+        kind: Kind::Named,
+        build: build_loader,
+        summary: "test loader",
+    });
+    r.register(ModuleSpec {
+        name: "test_endpoint",
+        kind: Kind::Endpoint,
+        build: build_endpoint,
+        summary: "test endpoint",
+    });
     r.not_compiled("libdns.route53", "libdns_route53");
     r
 }
 
 fn try_load(text: &str) -> Result<Loaded, Errors> {
-    let nodes = parse_str("test.conf".as_ref(), text, &Environment::empty()).map_err(Errors::from)?;
+    let nodes =
+        parse_str("test.conf".as_ref(), text, &Environment::empty()).map_err(Errors::from)?;
     load(&registry(), &nodes)
 }
 
@@ -122,7 +147,10 @@ fn errors_of(text: &str) -> Vec<String> {
             .into_sorted()
             .into_iter()
             .map(|e| {
-                let pos = e.pos().map(|p| format!("{}:{}", p.line(), p.col())).unwrap_or_default();
+                let pos = e
+                    .pos()
+                    .map(|p| format!("{}:{}", p.line(), p.col()))
+                    .unwrap_or_default();
                 format!("{pos}: {}", e.message())
             })
             .collect(),
@@ -157,9 +185,13 @@ fn lazy_init_order_and_lifecycle_order() {
         ]
     );
     assert_eq!(loaded.endpoints.len(), 2);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     rt.block_on(async {
-        let mut running = Running::start(&loaded.instances).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut running = Running::start(&loaded.instances)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         running.stop().await;
     });
     assert_eq!(
@@ -185,16 +217,25 @@ fn failed_start_stops_what_started() {
     let loaded = try_load("hostname h\ntarget.test ok { }\ntarget.test fail { }\ntest_endpoint tcp://:25 {\n deliver_to &ok\n deliver_to &fail\n}\n")
         .unwrap_or_else(|e| panic!("{e}"));
     take_events();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("{e}"));
-    let err = rt.block_on(Running::start(&loaded.instances)).map(|_| ()).unwrap_err();
-    assert!(err.contains("fail") && err.contains("refused to start"), "{err}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = rt
+        .block_on(Running::start(&loaded.instances))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        err.contains("fail") && err.contains("refused to start"),
+        "{err}"
+    );
     assert_eq!(take_events(), ["start ok", "stop ok"]);
 }
 
 #[test]
 fn global_tls_reference_to_a_later_block() {
     let _g = guard();
-    try_load("tls &later\nhostname h\ntls.loader.test later { }\n").unwrap_or_else(|e| panic!("{e}"));
+    try_load("tls &later\nhostname h\ntls.loader.test later { }\n")
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(take_events(), ["init later"]);
     // An inline loader in the global block resolves in the tls.loader namespace.
     try_load("tls test\n").unwrap_or_else(|e| panic!("{e}"));
@@ -205,26 +246,45 @@ fn global_tls_reference_to_a_later_block() {
 #[test]
 fn module_lookup_errors() {
     let _g = guard();
-    assert_eq!(errors_of("target.tset x { }\n"), ["1:1: unknown module target.tset; did you mean target.test?"]);
-    assert_eq!(errors_of("storage.imapsql x { }\n"), ["1:1: storage.imapsql is a maddy module that madmail does not implement yet"]);
+    assert_eq!(
+        errors_of("target.tset x { }\n"),
+        ["1:1: unknown module target.tset; did you mean target.test?"]
+    );
+    assert_eq!(
+        errors_of("storage.imapsql x { }\n"),
+        ["1:1: storage.imapsql is a maddy module that madmail does not implement yet"]
+    );
     assert_eq!(
         errors_of("hostname h\ntest_endpoint tcp://:25 {\n deliver_to frobnicate\n}\n"),
         ["3:13: unknown module frobnicate (looked for target.frobnicate, frobnicate)"]
     );
     assert_eq!(
         errors_of("libdns.route53 x { }\n"),
-        ["1:1: libdns.route53 is not compiled into this build; rebuild with --features libdns_route53"]
+        [
+            "1:1: libdns.route53 is not compiled into this build; rebuild with --features libdns_route53"
+        ]
     );
-    assert_eq!(errors_of("hostnme x\n"), ["1:1: unknown directive hostnme; did you mean hostname?"]);
-    assert_eq!(errors_of("tls_loader_test x\n"), ["1:1: unknown directive tls_loader_test; did you mean tls.loader.test?"]);
-    assert_eq!(errors_of("frobnicate x\n"), ["1:1: unknown directive frobnicate (not a global directive nor a module)"]);
+    assert_eq!(
+        errors_of("hostnme x\n"),
+        ["1:1: unknown directive hostnme; did you mean hostname?"]
+    );
+    assert_eq!(
+        errors_of("tls_loader_test x\n"),
+        ["1:1: unknown directive tls_loader_test; did you mean tls.loader.test?"]
+    );
+    assert_eq!(
+        errors_of("frobnicate x\n"),
+        ["1:1: unknown directive frobnicate (not a global directive nor a module)"]
+    );
 }
 
 #[test]
 fn instance_errors() {
     let _g = guard();
     assert_eq!(
-        errors_of("target.test a b { }\ntarget.test b { }\ntest_endpoint tcp://:1 {\n hostname h\n deliver_to &a\n}\n"),
+        errors_of(
+            "target.test a b { }\ntarget.test b { }\ntest_endpoint tcp://:1 {\n hostname h\n deliver_to &a\n}\n"
+        ),
         ["2:13: duplicate instance name b (first defined at test.conf:1:1)"]
     );
     assert_eq!(
@@ -232,11 +292,15 @@ fn instance_errors() {
         ["1:1: target.test lonely is defined but never used; reference it as &lonely or remove it"]
     );
     assert_eq!(
-        errors_of("hostname h\ntarget.test a {\n next &b\n}\ntarget.test b {\n next &c\n}\ntarget.test c {\n next &a\n}\ntest_endpoint tcp://:1 {\n deliver_to &a\n}\n"),
+        errors_of(
+            "hostname h\ntarget.test a {\n next &b\n}\ntarget.test b {\n next &c\n}\ntarget.test c {\n next &a\n}\ntest_endpoint tcp://:1 {\n deliver_to &a\n}\n"
+        ),
         ["9:7: reference cycle: a -> b -> c -> a"]
     );
     assert_eq!(
-        errors_of("hostname h\ntls.loader.test l { }\ntest_endpoint tcp://:1 {\n deliver_to &l\n}\n"),
+        errors_of(
+            "hostname h\ntls.loader.test l { }\ntest_endpoint tcp://:1 {\n deliver_to &l\n}\n"
+        ),
         ["4:13: &l is a tls.loader.test module, which can't be used as a delivery target"]
     );
     assert_eq!(

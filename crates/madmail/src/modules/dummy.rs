@@ -7,15 +7,21 @@ use async_trait::async_trait;
 use madmail_module::delivery::{Delivery, DeliveryError, DeliveryTarget, Envelope};
 use madmail_module::{Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec};
 
-pub const SPEC: ModuleSpec =
-    ModuleSpec { name: "dummy", kind: Kind::Named, build, summary: "delivery target that accepts and discards messages" };
+pub const SPEC: ModuleSpec = ModuleSpec {
+    name: "dummy",
+    kind: Kind::Named,
+    build,
+    summary: "delivery target that accepts and discards messages",
+};
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
     if let Some(extra) = def.args.first() {
         return Err(Errors::at(&extra.pos, "dummy takes no arguments"));
     }
     Block::new(def.node, ctx.globals()).finish()?;
-    Ok(Built::new(Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(Dummy))))
+    Ok(Built::new(
+        Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(Dummy)),
+    ))
 }
 
 struct Dummy;
