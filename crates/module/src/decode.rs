@@ -198,6 +198,14 @@ impl<'a> Block<'a> {
         })
     }
 
+    /// Ends decoding, handing back every directive nobody claimed instead of reporting them
+    /// (an endpoint passes those to its message pipeline). Returns them with the errors
+    /// recorded so far.
+    pub fn finish_with_rest(mut self) -> (Vec<&'a Node>, Errors) {
+        let rest = self.unclaimed.iter_mut().filter_map(Option::take).collect();
+        (rest, std::mem::take(&mut self.errors))
+    }
+
     /// Ends decoding: every directive nobody claimed is an error. Returns all errors recorded.
     pub fn finish(mut self) -> Result<(), Errors> {
         for node in self.unclaimed.iter().flatten() {

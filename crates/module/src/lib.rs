@@ -15,6 +15,7 @@
 //! It must not contain modules, parse configuration text (that is `madmail-config`) or do I/O
 //! at build time: constructors read configuration; `Lifecycle::start` acts.
 
+pub mod auth;
 mod caps;
 mod ctx;
 pub mod decode;
@@ -25,6 +26,7 @@ mod lifecycle;
 pub mod maddy;
 mod registry;
 mod suggest;
+pub mod table;
 pub mod values;
 
 pub use caps::{Capabilities, Capability};
