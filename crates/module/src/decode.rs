@@ -22,7 +22,7 @@ use crate::globals::Globals;
 use crate::values::{self, ListenAddr};
 use crate::{Errors, suggest};
 
-type Parse<'b, T> = Box<dyn FnMut(&Node) -> Result<T, Error> + 'b>;
+type Parse<'b, T> = Box<dyn FnMut(&Node) -> Result<T, Errors> + 'b>;
 
 pub struct Block<'a> {
     node: &'a Node,
@@ -93,16 +93,17 @@ impl<'a> Block<'a> {
         Some(first)
     }
 
-    /// A directive whose value `parse` decodes from its node.
-    pub fn custom<'b, T>(
+    /// A directive whose value `parse` decodes from its node (it may also resolve module
+    /// references through a captured `Ctx`).
+    pub fn custom<'b, T, E: Into<Errors>>(
         &'b mut self,
         name: &'b str,
-        parse: impl FnMut(&Node) -> Result<T, Error> + 'b,
+        mut parse: impl FnMut(&Node) -> Result<T, E> + 'b,
     ) -> Field<'a, 'b, T> {
         Field {
             block: self,
             name,
-            parse: Box::new(parse),
+            parse: Box::new(move |n| parse(n).map_err(Into::into)),
             inherit: false,
         }
     }
@@ -257,7 +258,7 @@ impl<T> Field<'_, '_, T> {
         match (self.parse)(node) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.block.errors.push(e);
+                self.block.errors.extend(e);
                 None
             }
         }

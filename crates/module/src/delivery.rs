@@ -20,8 +20,16 @@ pub struct DeliveryError {
 }
 
 impl DeliveryError {
-    pub fn new(code: u16, enhanced: impl Into<String>, message: impl Into<String>) -> DeliveryError {
-        DeliveryError { code, enhanced: enhanced.into(), message: message.into() }
+    pub fn new(
+        code: u16,
+        enhanced: impl Into<String>,
+        message: impl Into<String>,
+    ) -> DeliveryError {
+        DeliveryError {
+            code,
+            enhanced: enhanced.into(),
+            message: message.into(),
+        }
     }
 
     /// 451 4.0.0: try again later.

@@ -35,11 +35,17 @@ pub fn build(
                 Ok(t) => targets.push(t),
                 Err(e) => errors.extend(e),
             },
-            other => errors.push(madmail_config::Error::at(&node.pos, format!("unknown directive {other}"))),
+            other => errors.push(madmail_config::Error::at(
+                &node.pos,
+                format!("unknown directive {other}"),
+            )),
         }
     }
     if targets.is_empty() && errors.is_empty() {
-        errors.push(madmail_config::Error::at(&owner.pos, format!("{}: no deliver_to: messages would go nowhere", owner.name)));
+        errors.push(madmail_config::Error::at(
+            &owner.pos,
+            format!("{}: no deliver_to: messages would go nowhere", owner.name),
+        ));
     }
     errors.into_result(())?;
     Ok(Arc::new(Pipeline { targets, options }))
