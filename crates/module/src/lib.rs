@@ -24,6 +24,7 @@ mod errors;
 pub mod globals;
 mod lifecycle;
 pub mod maddy;
+pub mod modify;
 mod registry;
 mod suggest;
 pub mod table;
