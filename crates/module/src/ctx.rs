@@ -79,6 +79,10 @@ pub struct Ctx<'r> {
     building: Vec<String>,
     /// Every instance in the order its construction finished: the start order.
     order: Vec<Arc<Instance>>,
+    /// Inline definitions already built, by the place of their module name: one place in the
+    /// configuration is one instance, however often it is read (a global `tls` inherited by
+    /// every endpoint must not become one certificate manager per endpoint).
+    inline: HashMap<(std::path::PathBuf, u32, u32), Arc<Instance>>,
 }
 
 /// A fully built configuration.
@@ -110,6 +114,7 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
         names: HashMap::new(),
         building: Vec::new(),
         order: Vec::new(),
+        inline: HashMap::new(),
     };
 
     // Pass 1: sort top-level directives into globals, endpoints and named blocks, so that any
@@ -393,6 +398,10 @@ impl<'r> Ctx<'r> {
                 format!("{} is an endpoint and can't be defined inline", spec.name),
             ));
         }
+        let key = (head.pos.file().to_owned(), head.pos.line(), head.pos.col());
+        if let Some(instance) = self.inline.get(&key) {
+            return Ok(instance.clone());
+        }
         let def = Definition {
             module: spec.name,
             instance: None,
@@ -400,7 +409,9 @@ impl<'r> Ctx<'r> {
             args: &node.args[first + 1..],
             node,
         };
-        self.build(&def)
+        let instance = self.build(&def)?;
+        self.inline.insert(key, instance.clone());
+        Ok(instance)
     }
 
     fn build(&mut self, def: &Definition<'_>) -> Result<Arc<Instance>, Errors> {

@@ -342,3 +342,16 @@ fn inheritance_and_defaults() {
         ]
     );
 }
+
+#[test]
+fn one_place_in_the_config_is_one_instance() {
+    let _g = guard();
+    // The snippet's inline target is read by both endpoints but defined in one place.
+    try_load("hostname h\n(common) {\n deliver_to test\n}\ntest_endpoint tcp://:1 {\n import common\n}\ntest_endpoint tcp://:2 {\n import common\n}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let inits: Vec<String> = take_events()
+        .into_iter()
+        .filter(|e| e.starts_with("init target.test"))
+        .collect();
+    assert_eq!(inits, ["init target.test"]);
+}
