@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod deps;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -56,6 +58,8 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    deps::ensure(deps::TEST_PACKAGES)?;
+    deps::ensure_python(deps::TEST_PYTHON_PACKAGES)?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",

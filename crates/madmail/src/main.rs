@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use madmail_config::{Environment, dump, parse_file};
 
 mod config;
+mod creds;
 mod logging;
 mod modules;
 mod server;
@@ -42,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage user credentials (auth.pass_table).
+    Creds {
+        #[command(subcommand)]
+        command: creds::CredsCommand,
+    },
     /// Print the version and the modules compiled into this build.
     Version,
 }
@@ -62,6 +68,7 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    madmail_tls::install_crypto_provider();
     match cli.command {
         Command::Run => server::run(&cli.config),
         Command::Config {
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Creds { command } => creds::run(&cli.config, command),
         Command::Version => {
             print!("{}", version_text());
             ExitCode::SUCCESS

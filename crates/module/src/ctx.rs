@@ -38,6 +38,8 @@ pub struct Instance {
     pub module: &'static str,
     /// Instance name, or `module ARGS` for endpoints and inline definitions.
     pub label: String,
+    /// The aliases of a named top-level block.
+    pub aliases: Vec<String>,
     pub pos: Pos,
     pub caps: Capabilities,
     pub lifecycle: Option<Arc<dyn Lifecycle>>,
@@ -425,6 +427,7 @@ impl<'r> Ctx<'r> {
         let instance = Arc::new(Instance {
             module: spec.name,
             label: def.label(),
+            aliases: def.aliases.to_vec(),
             pos: def.node.pos.clone(),
             caps: built.caps,
             lifecycle: built.lifecycle,

@@ -27,7 +27,11 @@ pub enum Rule {
 impl Rule {
     pub fn parse(rule: &str) -> Rule {
         let folded = fold(rule);
-        if folded.contains('@') || folded == "postmaster" { Rule::Address(folded) } else { Rule::Domain(folded) }
+        if folded.contains('@') || folded == "postmaster" {
+            Rule::Address(folded)
+        } else {
+            Rule::Domain(folded)
+        }
     }
 
     /// Whether the (folded) address matches.

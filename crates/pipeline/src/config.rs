@@ -37,7 +37,9 @@ impl RouteBlock {
     }
 
     pub fn has_destination_rules(&self) -> bool {
-        !self.destinations.is_empty() || !self.destination_in.is_empty() || self.default_destination.is_some()
+        !self.destinations.is_empty()
+            || !self.destination_in.is_empty()
+            || self.default_destination.is_some()
     }
 }
 
@@ -58,9 +60,17 @@ fn default_reject() -> DeliveryError {
 /// into a directive whose first argument is the module, as inline definitions are read.
 pub(crate) fn as_inline(node: &Node) -> Node {
     let mut args = Vec::with_capacity(node.args.len() + 1);
-    args.push(Arg { value: node.name.clone(), pos: node.pos.clone() });
+    args.push(Arg {
+        value: node.name.clone(),
+        pos: node.pos.clone(),
+    });
     args.extend(node.args.iter().cloned());
-    Node { name: node.name.clone(), args, children: node.children.clone(), pos: node.pos.clone() }
+    Node {
+        name: node.name.clone(),
+        args,
+        children: node.children.clone(),
+        pos: node.pos.clone(),
+    }
 }
 
 pub(crate) fn parse(
@@ -100,8 +110,15 @@ pub(crate) fn parse(
             }
         };
         if !allowed {
-            let place = if level == Level::Source { "a source block" } else { "a destination block" };
-            errors.push(Error::at(&node.pos, format!("{name} can't be used inside {place}")));
+            let place = if level == Level::Source {
+                "a source block"
+            } else {
+                "a destination block"
+            };
+            errors.push(Error::at(
+                &node.pos,
+                format!("{name} can't be used inside {place}"),
+            ));
             continue;
         }
         match name {
@@ -145,7 +162,10 @@ pub(crate) fn parse(
                 match parse_reject(node) {
                     Ok(e) => {
                         if let Some((_, first)) = &reject {
-                            errors.push(Error::at(&node.pos, format!("duplicate reject (first at {first})")));
+                            errors.push(Error::at(
+                                &node.pos,
+                                format!("duplicate reject (first at {first})"),
+                            ));
                         } else {
                             reject = Some((e, node.pos.clone()));
                         }
@@ -167,49 +187,86 @@ pub(crate) fn parse(
                 let rr = parse(&node.pos, &inner, Level::Top, ctx, errors);
                 block.reroute = Some(Arc::new(rr));
             }
-            "source" | "destination" | "source_in" | "destination_in" | "default_source" | "default_destination" => {
+            "source"
+            | "destination"
+            | "source_in"
+            | "destination_in"
+            | "default_source"
+            | "default_destination" => {
                 first_rule.get_or_insert_with(|| node.pos.clone());
                 let Some(children) = &node.children else {
                     errors.push(Error::at(&node.pos, format!("{name} needs a block")));
                     continue;
                 };
-                let inner_level = if name.contains("source") { Level::Source } else { Level::Destination };
+                let inner_level = if name.contains("source") {
+                    Level::Source
+                } else {
+                    Level::Destination
+                };
                 let inner: Vec<&Node> = children.iter().collect();
                 let sub = Arc::new(parse(&node.pos, &inner, inner_level, ctx, errors));
                 match name {
                     "source" | "destination" => {
                         if node.args.is_empty() {
-                            errors.push(Error::at(&node.pos, format!("{name} needs at least one rule (a domain or an address)")));
+                            errors.push(Error::at(
+                                &node.pos,
+                                format!("{name} needs at least one rule (a domain or an address)"),
+                            ));
                             continue;
                         }
-                        let seen = if name == "source" { &mut seen_source_rules } else { &mut seen_dest_rules };
+                        let seen = if name == "source" {
+                            &mut seen_source_rules
+                        } else {
+                            &mut seen_dest_rules
+                        };
                         let mut rules = Vec::new();
                         for arg in &node.args {
                             let rule = Rule::parse(&arg.value);
                             if let Some((_, first)) = seen.iter().find(|(r, _)| *r == rule) {
-                                errors.push(Error::at(&arg.pos, format!("rule {} is already used at {first}", arg.value)));
+                                errors.push(Error::at(
+                                    &arg.pos,
+                                    format!("rule {} is already used at {first}", arg.value),
+                                ));
                                 continue;
                             }
                             seen.push((rule.clone(), arg.pos.clone()));
                             rules.push(rule);
                         }
-                        if name == "source" { block.sources.push((rules, sub)) } else { block.destinations.push((rules, sub)) }
+                        if name == "source" {
+                            block.sources.push((rules, sub))
+                        } else {
+                            block.destinations.push((rules, sub))
+                        }
                     }
                     "source_in" | "destination_in" => {
                         // The table is given inline without a block (the block is the rule's).
-                        let head = Node { children: None, ..(*node).clone() };
+                        let head = Node {
+                            children: None,
+                            ..(*node).clone()
+                        };
                         match ctx.module_from::<dyn Table>(&head, 0, "table") {
                             Ok(table) => {
-                                if name == "source_in" { block.source_in.push((table, sub)) } else { block.destination_in.push((table, sub)) }
+                                if name == "source_in" {
+                                    block.source_in.push((table, sub))
+                                } else {
+                                    block.destination_in.push((table, sub))
+                                }
                             }
                             Err(e) => errors.extend(e),
                         }
                     }
                     _ => {
                         if !node.args.is_empty() {
-                            errors.push(Error::at(&node.args[0].pos, format!("{name} takes no arguments")));
+                            errors.push(Error::at(
+                                &node.args[0].pos,
+                                format!("{name} takes no arguments"),
+                            ));
                         }
-                        let slot = if name == "default_source" { &mut block.default_source } else { &mut block.default_destination };
+                        let slot = if name == "default_source" {
+                            &mut block.default_source
+                        } else {
+                            &mut block.default_destination
+                        };
                         if slot.is_some() {
                             errors.push(Error::at(&node.pos, format!("duplicate {name}")));
                         } else {
@@ -230,19 +287,37 @@ pub(crate) fn parse(
         ));
     }
     if !deliver_to.is_empty() && reject.is_some() {
-        errors.push(Error::at(owner_pos, "deliver_to and reject can't be used in the same block"));
+        errors.push(Error::at(
+            owner_pos,
+            "deliver_to and reject can't be used in the same block",
+        ));
     }
     if block.reroute.is_some() && (!deliver_to.is_empty() || reject.is_some()) {
-        errors.push(Error::at(owner_pos, "reroute can't be combined with deliver_to or reject in the same block"));
+        errors.push(Error::at(
+            owner_pos,
+            "reroute can't be combined with deliver_to or reject in the same block",
+        ));
     }
-    if (!block.sources.is_empty() || !block.source_in.is_empty()) && block.default_source.is_none() {
-        errors.push(Error::at(owner_pos, "source rules need a default_source block for other senders"));
+    if (!block.sources.is_empty() || !block.source_in.is_empty()) && block.default_source.is_none()
+    {
+        errors.push(Error::at(
+            owner_pos,
+            "source rules need a default_source block for other senders",
+        ));
     }
-    if (!block.destinations.is_empty() || !block.destination_in.is_empty()) && block.default_destination.is_none() {
-        errors.push(Error::at(owner_pos, "destination rules need a default_destination block for other recipients"));
+    if (!block.destinations.is_empty() || !block.destination_in.is_empty())
+        && block.default_destination.is_none()
+    {
+        errors.push(Error::at(
+            owner_pos,
+            "destination rules need a default_destination block for other recipients",
+        ));
     }
     if first_final.is_none() && first_rule.is_none() {
-        errors.push(Error::at(owner_pos, "no deliver_to, reject or routing rules: messages would go nowhere"));
+        errors.push(Error::at(
+            owner_pos,
+            "no deliver_to, reject or routing rules: messages would go nowhere",
+        ));
     }
     block.action = match (reject, deliver_to.is_empty()) {
         (Some((e, _)), _) => Action::Reject(e),
@@ -259,7 +334,10 @@ fn parse_reject(node: &Node) -> Result<DeliveryError, Error> {
         return Err(Error::at(&node.pos, "reject does not take a block"));
     }
     if let Some(code) = node.args.first() {
-        let n: u16 = code.value.parse().map_err(|_| Error::at(&code.pos, format!("invalid SMTP code {:?}", code.value)))?;
+        let n: u16 = code
+            .value
+            .parse()
+            .map_err(|_| Error::at(&code.pos, format!("invalid SMTP code {:?}", code.value)))?;
         if !(400..600).contains(&n) {
             return Err(Error::at(&code.pos, "reject needs a 4xx or 5xx code"));
         }
@@ -269,10 +347,18 @@ fn parse_reject(node: &Node) -> Result<DeliveryError, Error> {
     if let Some(enh) = node.args.get(1) {
         let parts: Vec<&str> = enh.value.split('.').collect();
         let valid = parts.len() == 3
-            && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
             && parts[0] == (e.code / 100).to_string();
         if !valid {
-            return Err(Error::at(&enh.pos, format!("invalid enhanced status code {:?} for {}", enh.value, e.code)));
+            return Err(Error::at(
+                &enh.pos,
+                format!(
+                    "invalid enhanced status code {:?} for {}",
+                    enh.value, e.code
+                ),
+            ));
         }
         e.enhanced = enh.value.clone();
     }
@@ -283,7 +369,10 @@ fn parse_reject(node: &Node) -> Result<DeliveryError, Error> {
         e.message = text.value.clone();
     }
     if let Some(extra) = node.args.get(3) {
-        return Err(Error::at(&extra.pos, "reject takes at most 3 arguments (quote the text)"));
+        return Err(Error::at(
+            &extra.pos,
+            "reject takes at most 3 arguments (quote the text)",
+        ));
     }
     Ok(e)
 }

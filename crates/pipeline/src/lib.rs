@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use madmail_config::Node;
 use madmail_module::delivery::DeliveryTarget;
-use madmail_module::{Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
+use madmail_module::{
+    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
+};
 
 mod address;
 mod config;
@@ -37,7 +39,10 @@ pub fn build(
     let mut errors = Errors::new();
     let root = config::parse(&owner.pos, directives, config::Level::Top, ctx, &mut errors);
     errors.into_result(())?;
-    Ok(Arc::new(route::Pipeline { root: Arc::new(root), options }))
+    Ok(Arc::new(route::Pipeline {
+        root: Arc::new(root),
+        options,
+    }))
 }
 
 pub const MSGPIPELINE: ModuleSpec = ModuleSpec {
@@ -55,7 +60,9 @@ fn build_msgpipeline(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, E
     errors.into_result(())?;
     // A named pipeline is reached from other pipelines, which apply their own relay policy.
     let pipeline = build(def.node, &rest, Options::default(), ctx)?;
-    Ok(Built::new(Capabilities::new().with::<dyn DeliveryTarget>(pipeline)))
+    Ok(Built::new(
+        Capabilities::new().with::<dyn DeliveryTarget>(pipeline),
+    ))
 }
 
 pub fn register(registry: &mut Registry) {

@@ -27,24 +27,44 @@ pub const REPLACE_SENDER: ModuleSpec = ModuleSpec {
     summary: "rewrites the sender through a table",
 };
 
-pub const GROUP: ModuleSpec =
-    ModuleSpec { name: "modifiers", kind: Kind::Named, build: build_group, summary: "a named list of modifiers" };
+pub const GROUP: ModuleSpec = ModuleSpec {
+    name: "modifiers",
+    kind: Kind::Named,
+    build: build_group,
+    summary: "a named list of modifiers",
+};
 
 fn build_replace_rcpt(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
     let table = table_of(def, ctx)?;
-    Ok(Built::new(Capabilities::new().with::<dyn Modifier>(Arc::new(Replace { table, what: What::Rcpt }))))
+    Ok(Built::new(Capabilities::new().with::<dyn Modifier>(
+        Arc::new(Replace {
+            table,
+            what: What::Rcpt,
+        }),
+    )))
 }
 
 fn build_replace_sender(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
     let table = table_of(def, ctx)?;
-    Ok(Built::new(Capabilities::new().with::<dyn Modifier>(Arc::new(Replace { table, what: What::Sender }))))
+    Ok(Built::new(Capabilities::new().with::<dyn Modifier>(
+        Arc::new(Replace {
+            table,
+            what: What::Sender,
+        }),
+    )))
 }
 
 /// `replace_rcpt TABLE [ARGS...] [{ table block }]`: the table is an inline definition (or a
 /// `&reference`) starting at the module's first argument.
 fn table_of(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Arc<dyn Table>, Errors> {
     if def.args.is_empty() {
-        return Err(Errors::at(&def.node.pos, format!("{} needs a table: {} TABLE [ARGS...]", def.module, def.module)));
+        return Err(Errors::at(
+            &def.node.pos,
+            format!(
+                "{} needs a table: {} TABLE [ARGS...]",
+                def.module, def.module
+            ),
+        ));
     }
     let first = def.node.args.len() - def.args.len();
     ctx.module_from::<dyn Table>(def.node, first, "table")
@@ -70,16 +90,35 @@ impl Replace {
             tracing::error!(error = %e, "address rewriting table failed");
             DeliveryError::new(451, "4.3.0", "internal error while rewriting the address")
         };
-        let whole = self.table.lookup_multi(&folded).await.map_err(lookup_failed)?;
+        let whole = self
+            .table
+            .lookup_multi(&folded)
+            .await
+            .map_err(lookup_failed)?;
         if !whole.is_empty() {
             return Ok(whole);
         }
-        let Some(dom) = domain(&folded) else { return Ok(vec![addr.to_owned()]) };
-        let local = self.table.lookup_multi(local_part(&folded)).await.map_err(lookup_failed)?;
+        let Some(dom) = domain(&folded) else {
+            return Ok(vec![addr.to_owned()]);
+        };
+        let local = self
+            .table
+            .lookup_multi(local_part(&folded))
+            .await
+            .map_err(lookup_failed)?;
         if local.is_empty() {
             return Ok(vec![addr.to_owned()]);
         }
-        Ok(local.into_iter().map(|l| if l.contains('@') { l } else { format!("{l}@{dom}") }).collect())
+        Ok(local
+            .into_iter()
+            .map(|l| {
+                if l.contains('@') {
+                    l
+                } else {
+                    format!("{l}@{dom}")
+                }
+            })
+            .collect())
     }
 }
 
@@ -91,8 +130,15 @@ impl Modifier for Replace {
         }
         let mut replaced = self.replace(sender).await?;
         if replaced.len() > 1 {
-            tracing::error!(sender, "replace_sender: the table maps the sender to several addresses");
-            return Err(DeliveryError::new(451, "4.3.0", "internal error while rewriting the sender"));
+            tracing::error!(
+                sender,
+                "replace_sender: the table maps the sender to several addresses"
+            );
+            return Err(DeliveryError::new(
+                451,
+                "4.3.0",
+                "internal error while rewriting the sender",
+            ));
         }
         Ok(replaced.pop().unwrap_or_else(|| sender.to_owned()))
     }
@@ -120,10 +166,15 @@ fn build_group(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors>
         }
     }
     if list.is_empty() && errors.is_empty() {
-        errors.push(Error::at(&def.node.pos, "modifiers: the block lists no modifiers"));
+        errors.push(Error::at(
+            &def.node.pos,
+            "modifiers: the block lists no modifiers",
+        ));
     }
     errors.into_result(())?;
-    Ok(Built::new(Capabilities::new().with::<dyn Modifier>(Arc::new(Group(list)))))
+    Ok(Built::new(
+        Capabilities::new().with::<dyn Modifier>(Arc::new(Group(list))),
+    ))
 }
 
 struct Group(Vec<Arc<dyn Modifier>>);

@@ -28,7 +28,10 @@ fn table_error(e: madmail_module::table::TableError) -> DeliveryError {
 }
 
 /// The source block for `sender` inside `block`, or `block` itself when it has no source rules.
-async fn select_source(block: &Arc<RouteBlock>, sender: &str) -> Result<Arc<RouteBlock>, DeliveryError> {
+async fn select_source(
+    block: &Arc<RouteBlock>,
+    sender: &str,
+) -> Result<Arc<RouteBlock>, DeliveryError> {
     if !block.has_source_rules() {
         return Ok(block.clone());
     }
@@ -44,11 +47,17 @@ async fn select_source(block: &Arc<RouteBlock>, sender: &str) -> Result<Arc<Rout
         }
     }
     // Validated: a block with source rules has a default_source.
-    Ok(block.default_source.clone().unwrap_or_else(|| block.clone()))
+    Ok(block
+        .default_source
+        .clone()
+        .unwrap_or_else(|| block.clone()))
 }
 
 /// The destination block for `rcpt` inside `block`, and whether a rule named it explicitly.
-async fn select_destination(block: &Arc<RouteBlock>, rcpt: &str) -> Result<(Arc<RouteBlock>, bool), DeliveryError> {
+async fn select_destination(
+    block: &Arc<RouteBlock>,
+    rcpt: &str,
+) -> Result<(Arc<RouteBlock>, bool), DeliveryError> {
     if !block.has_destination_rules() {
         return Ok((block.clone(), false));
     }
@@ -63,10 +72,19 @@ async fn select_destination(block: &Arc<RouteBlock>, rcpt: &str) -> Result<(Arc<
             return Ok((sub.clone(), true));
         }
     }
-    Ok((block.default_destination.clone().unwrap_or_else(|| block.clone()), false))
+    Ok((
+        block
+            .default_destination
+            .clone()
+            .unwrap_or_else(|| block.clone()),
+        false,
+    ))
 }
 
-async fn rewrite_rcpts(modifiers: &[Arc<dyn Modifier>], rcpts: Vec<String>) -> Result<Vec<String>, DeliveryError> {
+async fn rewrite_rcpts(
+    modifiers: &[Arc<dyn Modifier>],
+    rcpts: Vec<String>,
+) -> Result<Vec<String>, DeliveryError> {
     let mut current = rcpts;
     for m in modifiers {
         let mut next = Vec::with_capacity(current.len());
@@ -95,12 +113,21 @@ impl DeliveryTarget for Pipeline {
         }
         let mut envelope = envelope.clone();
         envelope.mail_from = sender;
-        Ok(Box::new(Routed { root: self.root.clone(), source, envelope, options: self.options, deliveries: Vec::new() }))
+        Ok(Box::new(Routed {
+            root: self.root.clone(),
+            source,
+            envelope,
+            options: self.options,
+            deliveries: Vec::new(),
+        }))
     }
 }
 
 /// The modifiers that apply at the source level: the pipeline's, then the source block's.
-fn modifier_chain<'a>(root: &'a Arc<RouteBlock>, source: &'a Arc<RouteBlock>) -> Vec<Arc<dyn Modifier>> {
+fn modifier_chain<'a>(
+    root: &'a Arc<RouteBlock>,
+    source: &'a Arc<RouteBlock>,
+) -> Vec<Arc<dyn Modifier>> {
     let mut all = root.modifiers.clone();
     if !Arc::ptr_eq(root, source) {
         all.extend(source.modifiers.iter().cloned());
@@ -120,8 +147,12 @@ struct Routed {
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Routed {
-    async fn delivery_for(&mut self, target: &Arc<dyn DeliveryTarget>) -> Result<&mut Box<dyn Delivery>, DeliveryError> {
-        let same = |t: &Arc<dyn DeliveryTarget>| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(target));
+    async fn delivery_for(
+        &mut self,
+        target: &Arc<dyn DeliveryTarget>,
+    ) -> Result<&mut Box<dyn Delivery>, DeliveryError> {
+        let same =
+            |t: &Arc<dyn DeliveryTarget>| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(target));
         // Computed before any await: the iterator over deliveries is not Send.
         let existing = self.deliveries.iter().position(|(t, _)| same(t));
         let index = match existing {
@@ -136,7 +167,12 @@ impl Routed {
     }
 
     /// Routes one (already rewritten) recipient through `block`'s destination rules.
-    fn route<'a>(&'a mut self, block: Arc<RouteBlock>, rcpt: String, depth: usize) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    fn route<'a>(
+        &'a mut self,
+        block: Arc<RouteBlock>,
+        rcpt: String,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let (dest, explicit) = select_destination(&block, &rcpt).await?;
             let rcpts = if Arc::ptr_eq(&dest, &block) {
@@ -151,7 +187,8 @@ impl Routed {
                     }
                     // A reroute block routes the final addresses afresh, sender rules included.
                     let source = select_source(reroute, &self.envelope.mail_from).await?;
-                    let rcpts = rewrite_rcpts(&modifier_chain(reroute, &source), vec![rcpt]).await?;
+                    let rcpts =
+                        rewrite_rcpts(&modifier_chain(reroute, &source), vec![rcpt]).await?;
                     for r in rcpts {
                         self.route(source.clone(), r, depth + 1).await?;
                     }
@@ -159,7 +196,13 @@ impl Routed {
                 }
                 match &dest.action {
                     Action::Reject(e) => return Err(e.clone()),
-                    Action::None => return Err(DeliveryError::new(550, "5.7.1", "no route for this recipient")),
+                    Action::None => {
+                        return Err(DeliveryError::new(
+                            550,
+                            "5.7.1",
+                            "no route for this recipient",
+                        ));
+                    }
                     Action::Deliver(targets) => {
                         let targets = targets.clone();
                         for target in &targets {

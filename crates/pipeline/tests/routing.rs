@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use madmail_config::{Environment, parse_str};
 use madmail_module::delivery::{Delivery, DeliveryError, DeliveryTarget, Envelope};
 use madmail_module::table::{Table, TableError};
-use madmail_module::{Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry, load};
+use madmail_module::{
+    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry, load,
+};
 
 /// What every recording target received: (target label, sender, recipients, body).
 type Log = Arc<Mutex<Vec<(String, String, Vec<String>, Vec<u8>)>>>;
@@ -18,7 +20,10 @@ type Log = Arc<Mutex<Vec<(String, String, Vec<String>, Vec<u8>)>>>;
 static LOG: Mutex<Option<Log>> = Mutex::new(None);
 
 fn log() -> Log {
-    LOG.lock().unwrap().get_or_insert_with(Default::default).clone()
+    LOG.lock()
+        .unwrap()
+        .get_or_insert_with(Default::default)
+        .clone()
 }
 
 struct Recorder {
@@ -62,7 +67,10 @@ impl Delivery for RecordedDelivery {
         Ok(())
     }
     async fn commit(self: Box<Self>) -> Result<(), DeliveryError> {
-        self.log.lock().unwrap().push((self.label, self.sender, self.rcpts, self.body));
+        self.log
+            .lock()
+            .unwrap()
+            .push((self.label, self.sender, self.rcpts, self.body));
         Ok(())
     }
     async fn abort(self: Box<Self>) {}
@@ -71,8 +79,14 @@ impl Delivery for RecordedDelivery {
 /// `target.rec NAME {}` / `target.relay NAME {}`: recording targets.
 fn build_rec(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
     Block::new(def.node, ctx.globals()).finish()?;
-    let t = Recorder { label: def.label(), relays: def.module == "target.relay", log: log() };
-    Ok(Built::new(Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(t))))
+    let t = Recorder {
+        label: def.label(),
+        relays: def.module == "target.relay",
+        log: log(),
+    };
+    Ok(Built::new(
+        Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(t)),
+    ))
 }
 
 struct MemTable(HashMap<String, Vec<String>>);
@@ -96,10 +110,15 @@ fn build_mem(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
         .iter()
         .map(|e| {
             let v = e.arg_values();
-            (v[0].to_owned(), v[1..].iter().map(|s| (*s).to_owned()).collect())
+            (
+                v[0].to_owned(),
+                v[1..].iter().map(|s| (*s).to_owned()).collect(),
+            )
         })
         .collect();
-    Ok(Built::new(Capabilities::new().with::<dyn Table>(Arc::new(MemTable(map)))))
+    Ok(Built::new(
+        Capabilities::new().with::<dyn Table>(Arc::new(MemTable(map))),
+    ))
 }
 
 /// `test_endpoint { [mx] pipeline... }` builds a pipeline and exposes it as a target.
@@ -108,25 +127,58 @@ fn build_endpoint(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Erro
     let mx = block.flag("mx").default(false);
     let (rest, errors) = block.finish_with_rest();
     errors.into_result(())?;
-    let p = madmail_pipeline::build(def.node, &rest, madmail_pipeline::Options { explicit_relay_only: mx }, ctx)?;
-    Ok(Built::new(Capabilities::new().with::<dyn DeliveryTarget>(p)))
+    let p = madmail_pipeline::build(
+        def.node,
+        &rest,
+        madmail_pipeline::Options {
+            explicit_relay_only: mx,
+        },
+        ctx,
+    )?;
+    Ok(Built::new(
+        Capabilities::new().with::<dyn DeliveryTarget>(p),
+    ))
 }
 
 fn registry() -> Registry {
     let mut r = Registry::new();
     madmail_pipeline::register(&mut r);
     for name in ["target.rec", "target.relay"] {
-        r.register(ModuleSpec { name, kind: Kind::Named, build: build_rec, summary: "" });
+        r.register(ModuleSpec {
+            name,
+            kind: Kind::Named,
+            build: build_rec,
+            summary: "",
+        });
     }
-    r.register(ModuleSpec { name: "table.mem", kind: Kind::Named, build: build_mem, summary: "" });
-    r.register(ModuleSpec { name: "test_endpoint", kind: Kind::Endpoint, build: build_endpoint, summary: "" });
+    r.register(ModuleSpec {
+        name: "table.mem",
+        kind: Kind::Named,
+        build: build_mem,
+        summary: "",
+    });
+    r.register(ModuleSpec {
+        name: "test_endpoint",
+        kind: Kind::Endpoint,
+        build: build_endpoint,
+        summary: "",
+    });
     r
 }
 
 fn pipeline(text: &str) -> Result<Arc<dyn DeliveryTarget>, Vec<String>> {
-    let nodes = parse_str("p.conf".as_ref(), text, &Environment::empty()).map_err(|e| vec![e.to_string()])?;
-    let loaded = load(&registry(), &nodes).map_err(|e| e.into_sorted().iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    Ok(loaded.endpoints[0].caps.get::<dyn DeliveryTarget>().unwrap())
+    let nodes = parse_str("p.conf".as_ref(), text, &Environment::empty())
+        .map_err(|e| vec![e.to_string()])?;
+    let loaded = load(&registry(), &nodes).map_err(|e| {
+        e.into_sorted()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    })?;
+    Ok(loaded.endpoints[0]
+        .caps
+        .get::<dyn DeliveryTarget>()
+        .unwrap())
 }
 
 /// Sends one message; returns per-recipient results and what the targets committed.
@@ -134,9 +186,16 @@ async fn send(
     p: &Arc<dyn DeliveryTarget>,
     from: &str,
     rcpts: &[&str],
-) -> (Result<Vec<Result<(), String>>, String>, Vec<(String, String, Vec<String>, Vec<u8>)>) {
+) -> (
+    Result<Vec<Result<(), String>>, String>,
+    Vec<(String, String, Vec<String>, Vec<u8>)>,
+) {
     log().lock().unwrap().clear();
-    let env = Envelope { id: "t1".into(), mail_from: from.into(), ..Envelope::default() };
+    let env = Envelope {
+        id: "t1".into(),
+        mail_from: from.into(),
+        ..Envelope::default()
+    };
     let mut d = match p.start(&env).await {
         Ok(d) => d,
         Err(e) => return (Err(e.to_string()), Vec::new()),
@@ -177,15 +236,26 @@ test_endpoint {
 async fn maddy_default_mx_routing() {
     let _g = SERIAL.lock().await;
     let p = pipeline(MADDY_DEFAULT).unwrap();
-    let (res, committed) = send(&p, "someone@remote.test", &["A@Example.org", "postmaster", "b@elsewhere.test"]).await;
-    assert_eq!(res.unwrap(), [Ok(()), Ok(()), Err("550 5.1.1 User doesn't exist".into())]);
+    let (res, committed) = send(
+        &p,
+        "someone@remote.test",
+        &["A@Example.org", "postmaster", "b@elsewhere.test"],
+    )
+    .await;
+    assert_eq!(
+        res.unwrap(),
+        [Ok(()), Ok(()), Err("550 5.1.1 User doesn't exist".into())]
+    );
     assert_eq!(committed.len(), 1);
     assert_eq!(committed[0].0, "local_routing");
     assert_eq!(committed[0].2, ["A@Example.org", "postmaster"]);
     assert_eq!(committed[0].3, b"Subject: t\r\n\r\nbody\r\n");
     // Local senders are refused at MAIL FROM.
     let (res, _) = send(&p, "me@example.net", &["a@example.org"]).await;
-    assert_eq!(res.unwrap_err(), "501 5.1.8 Use Submission for outgoing SMTP");
+    assert_eq!(
+        res.unwrap_err(),
+        "501 5.1.8 Use Submission for outgoing SMTP"
+    );
 }
 
 #[tokio::test]
@@ -198,15 +268,26 @@ async fn each_target_sees_only_its_recipients() {
     let (res, committed) = send(&p, "", &["x@a.test", "y@b.test", "c@C.test", "d@d.test"]).await;
     assert_eq!(
         res.unwrap(),
-        [Ok(()), Ok(()), Ok(()), Err("554 5.7.0 message is rejected due to policy reasons".into())]
+        [
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err("554 5.7.0 message is rejected due to policy reasons".into())
+        ]
     );
     let summary: Vec<(String, Vec<String>)> = committed.into_iter().map(|c| (c.0, c.2)).collect();
     assert_eq!(
         summary,
         [
-            ("other".to_owned(), vec!["y@b.test".to_owned(), "c@C.test".to_owned()]),
+            (
+                "other".to_owned(),
+                vec!["y@b.test".to_owned(), "c@C.test".to_owned()]
+            ),
             ("target.rec".to_owned(), vec!["x@a.test".to_owned()]),
-            ("target.rec".to_owned(), vec!["y@b.test".to_owned(), "c@C.test".to_owned()]),
+            (
+                "target.rec".to_owned(),
+                vec!["y@b.test".to_owned(), "c@C.test".to_owned()]
+            ),
         ]
     );
 }
@@ -218,11 +299,24 @@ async fn aliases_and_sender_rewriting() {
         "test_endpoint {\n modify {\n  replace_rcpt mem {\n   entry list@example.org a@example.org b@example.org\n   entry cat dog\n  }\n  replace_sender &senders\n }\n deliver_to rec\n}\ntable.mem senders {\n entry old@example.org new@example.org\n}\n",
     )
     .unwrap();
-    let (res, committed) = send(&p, "Old@Example.org", &["List@example.org", "cat@example.net", "keep@example.org"]).await;
+    let (res, committed) = send(
+        &p,
+        "Old@Example.org",
+        &["List@example.org", "cat@example.net", "keep@example.org"],
+    )
+    .await;
     assert_eq!(res.unwrap(), [Ok(()), Ok(()), Ok(())]);
     assert_eq!(committed.len(), 1);
     assert_eq!(committed[0].1, "new@example.org");
-    assert_eq!(committed[0].2, ["a@example.org", "b@example.org", "dog@example.net", "keep@example.org"]);
+    assert_eq!(
+        committed[0].2,
+        [
+            "a@example.org",
+            "b@example.org",
+            "dog@example.net",
+            "keep@example.org"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -238,8 +332,16 @@ async fn mx_never_relays_without_an_explicit_destination() {
         "test_endpoint {\n mx\n destination backup.test {\n  deliver_to relay\n }\n default_destination {\n  deliver_to relay\n }\n}\n",
     )
     .unwrap();
-    let (res, _) = send(&backup, "a@remote.test", &["x@backup.test", "y@foreign.test"]).await;
-    assert_eq!(res.unwrap(), [Ok(()), Err("550 5.7.1 relaying denied".into())]);
+    let (res, _) = send(
+        &backup,
+        "a@remote.test",
+        &["x@backup.test", "y@foreign.test"],
+    )
+    .await;
+    assert_eq!(
+        res.unwrap(),
+        [Ok(()), Err("550 5.7.1 relaying denied".into())]
+    );
 
     // Submission (not mx) may relay anywhere.
     let submission = pipeline("test_endpoint {\n deliver_to relay\n}\n").unwrap();
@@ -254,9 +356,21 @@ async fn reroute_routes_rewritten_addresses() {
         "test_endpoint {\n mx\n destination example.org {\n  modify {\n   replace_rcpt mem {\n    entry fwd@example.org someone@remote.test\n   }\n  }\n  reroute {\n   destination example.org {\n    deliver_to &local\n   }\n   default_destination {\n    deliver_to relay\n   }\n  }\n }\n default_destination {\n  reject 550 5.7.1 \"not local\"\n }\n}\ntarget.rec local { }\n",
     )
     .unwrap();
-    let (res, committed) = send(&p, "a@remote.test", &["fwd@example.org", "me@example.org", "x@other.test"]).await;
+    let (res, committed) = send(
+        &p,
+        "a@remote.test",
+        &["fwd@example.org", "me@example.org", "x@other.test"],
+    )
+    .await;
     // The alias leads out through the reroute's default_destination: not explicit on an MX.
-    assert_eq!(res.unwrap(), [Err("550 5.7.1 relaying denied".into()), Ok(()), Err("550 5.7.1 not local".into())]);
+    assert_eq!(
+        res.unwrap(),
+        [
+            Err("550 5.7.1 relaying denied".into()),
+            Ok(()),
+            Err("550 5.7.1 not local".into())
+        ]
+    );
     assert_eq!(committed.len(), 1);
     assert_eq!(committed[0].2, ["me@example.org"]);
 }
@@ -275,7 +389,11 @@ async fn destination_in_table_and_named_pipeline() {
 
 #[test]
 fn configuration_errors() {
-    let errs = |text: &str| pipeline(text).err().unwrap_or_else(|| panic!("accepted:\n{text}"));
+    let errs = |text: &str| {
+        pipeline(text)
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"))
+    };
     assert_eq!(
         errs("test_endpoint {\n destination a.test {\n  deliver_to rec\n }\n deliver_to rec\n}\n"),
         [
@@ -284,7 +402,9 @@ fn configuration_errors() {
         ]
     );
     assert_eq!(
-        errs("test_endpoint {\n destination a.test {\n  source b.test {\n   reject\n  }\n  reject 999\n }\n default_destination {\n  reject 450 5.1.1\n }\n}\n"),
+        errs(
+            "test_endpoint {\n destination a.test {\n  source b.test {\n   reject\n  }\n  reject 999\n }\n default_destination {\n  reject 450 5.1.1\n }\n}\n"
+        ),
         [
             "p.conf:3:3: source can't be used inside a destination block",
             "p.conf:6:10: reject needs a 4xx or 5xx code",
@@ -292,12 +412,20 @@ fn configuration_errors() {
         ]
     );
     assert_eq!(
-        errs("test_endpoint {\n check {\n  spf\n }\n destination a.test A.test {\n  reject\n }\n default_destination {\n  deliver_to rec\n }\n}\n"),
+        errs(
+            "test_endpoint {\n check {\n  spf\n }\n destination a.test A.test {\n  reject\n }\n default_destination {\n  deliver_to rec\n }\n}\n"
+        ),
         [
             "p.conf:3:3: check.spf is a maddy module that madmail does not implement yet",
             "p.conf:5:21: rule A.test is already used at p.conf:5:14",
         ]
     );
-    assert_eq!(errs("test_endpoint {\n}\n"), ["p.conf:1:1: no deliver_to, reject or routing rules: messages would go nowhere"]);
-    assert_eq!(errs("test_endpoint {\n deliver_to &nope\n}\n"), ["p.conf:2:13: unknown instance &nope"]);
+    assert_eq!(
+        errs("test_endpoint {\n}\n"),
+        ["p.conf:1:1: no deliver_to, reject or routing rules: messages would go nowhere"]
+    );
+    assert_eq!(
+        errs("test_endpoint {\n deliver_to &nope\n}\n"),
+        ["p.conf:2:13: unknown instance &nope"]
+    );
 }

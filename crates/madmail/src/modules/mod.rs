@@ -8,5 +8,11 @@ mod dummy;
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(dummy::SPEC);
+    madmail_tls::register(&mut registry);
+    madmail_table::register(&mut registry);
+    madmail_auth::register(&mut registry);
+    madmail_pipeline::register(&mut registry);
+    madmail_target::register(&mut registry);
+    madmail_smtp::register(&mut registry);
     registry
 }
