@@ -1,95 +1,11 @@
 //! `madmail run`: readiness, signals, reload, log files.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
 
-use crate::{madmail, tempdir, write};
+use crate::{Server, WAIT, madmail, tempdir, write};
 
 /// Relative directories are taken relative to the configuration file.
 const BASE: &str = "hostname mx.example.org\nstate_dir state\nruntime_dir run\n";
-
-/// Generous: these are bounds on waiting for something that normally takes milliseconds.
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Server {
-    child: Child,
-    stderr: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start(mut cmd: Command) -> Server {
-        cmd.stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .stdin(Stdio::null());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn madmail: {e}"));
-        let (tx, rx) = channel();
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            child,
-            stderr: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap_or_else(|e| panic!("kill: {e}"));
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        panic!("madmail did not exit; saw:\n{}", self.seen.join("\n"));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn starts_notifies_readiness_and_stops_on_sigterm() {

@@ -203,9 +203,17 @@ pub fn load(registry: &Registry, nodes: &[Node]) -> Result<Loaded, Errors> {
     }
 
     // Pass 2: globals, then endpoints in file order; they pull in what they reference.
-    match Globals::decode(&global_nodes, &mut ctx) {
+    match Globals::decode(&global_nodes) {
         Ok(globals) => ctx.globals = Arc::new(globals),
         Err(e) => errors.extend(e),
+    }
+    // Resolving the global `tls` may build a loader, which inherits globals such as
+    // `hostname`: only now are they known. It also marks a `tls &name` block as used and
+    // reports a bad reference once, at the global directive.
+    for tls in global_nodes.iter().filter(|n| n.name == "tls") {
+        if let Err(e) = crate::globals::check_tls_references(tls, &mut ctx) {
+            errors.extend(e);
+        }
     }
     let mut endpoints = Vec::new();
     for (module, node) in endpoint_nodes {

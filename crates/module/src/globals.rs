@@ -66,7 +66,7 @@ impl Globals {
         self.nodes.get(name)
     }
 
-    pub(crate) fn decode(nodes: &[&Node], ctx: &mut Ctx<'_>) -> Result<Globals, Errors> {
+    pub(crate) fn decode(nodes: &[&Node]) -> Result<Globals, Errors> {
         let mut errors = Errors::new();
         let mut by_name: HashMap<String, Node> = HashMap::new();
         for node in nodes {
@@ -107,14 +107,9 @@ impl Globals {
         if let Some(log) = block.custom("log", parse_log).optional() {
             g.log = log;
         }
-        // `tls` and `tls_client` are interpreted by the modules that inherit them; here their
-        // references are resolved, so that `tls &name` marks the block as used and a bad
-        // reference is reported once, at the global directive.
-        for tls in block.all("tls") {
-            if let Err(e) = check_tls_references(tls, ctx) {
-                errors.extend(e);
-            }
-        }
+        // `tls` and `tls_client` are interpreted by the modules that inherit them; `load`
+        // resolves the references of `tls` once the other globals are known.
+        let _ = block.all("tls");
         let _ = block.all("tls_client");
         if let Err(e) = block.finish() {
             errors.extend(e);
