@@ -80,10 +80,45 @@ fn check_accepts_a_valid_config_and_the_example() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration is valid"));
 
+    // The production template, with its certificate paths pointed at a real pair.
+    crate::require_tool("command -v openssl", "openssl");
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../maddy.conf.example");
+    let template = std::fs::read_to_string(example).unwrap_or_default();
+    assert!(template.contains("/etc/madmail/certs/$(hostname)/"));
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap_or_default();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mx1.example.org",
+        ])
+        .arg("-keyout")
+        .arg(certs.join("privkey.pem"))
+        .arg("-out")
+        .arg(certs.join("fullchain.pem"))
+        .output()
+        .unwrap_or_else(|e| panic!("openssl: {e}"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let conf = write(
+        dir.path(),
+        "madmail.conf",
+        &template.replace(
+            "/etc/madmail/certs/$(hostname)/",
+            &format!("{}/", certs.display()),
+        ),
+    );
     let out = run_madmail(&[
         "--config",
-        example.to_str().unwrap_or_default(),
+        conf.to_str().unwrap_or_default(),
         "config",
         "check",
     ]);
@@ -228,4 +263,37 @@ fn version_lists_modules() {
     assert!(stdout.starts_with("madmail "), "{stdout}");
     assert!(stdout.contains("dummy"), "{stdout}");
     assert!(stdout.contains("DNS providers:"), "{stdout}");
+}
+
+#[test]
+fn systemd_unit_is_valid() {
+    crate::require_tool("command -v systemd-analyze", "systemd");
+    let dir = tempdir();
+    let unit =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/madmail.service");
+    let text_unit = std::fs::read_to_string(unit).unwrap_or_default();
+    assert!(text_unit.contains("Type=notify") && text_unit.contains("CAP_NET_BIND_SERVICE"));
+    // Point it at the binary under test; everything else is verified as shipped.
+    let local = write(
+        dir.path(),
+        "madmail.service",
+        &text_unit.replace("/usr/local/bin/madmail", env!("CARGO_BIN_EXE_madmail")),
+    );
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&local)
+        .output()
+        .unwrap_or_else(|e| panic!("systemd-analyze: {e}"));
+    let complaints: Vec<String> = text(&out.stderr)
+        .lines()
+        // A container without a running systemd cannot resolve the unit's users.
+        .filter(|l| {
+            !l.contains("Failed to resolve user") && !l.contains("User=") && !l.trim().is_empty()
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        out.status.success() && complaints.is_empty(),
+        "{complaints:?}"
+    );
 }

@@ -177,6 +177,10 @@ pub(crate) fn decode(
     let mut block = Block::new(node, ctx.globals());
 
     let hostname = block.string("hostname").inherit().required();
+    // Whether a tls directive exists at all (here or global): when it exists but failed to
+    // build, its own error says why and "no tls configuration" would only add noise.
+    let tls_given =
+        node.children().iter().any(|c| c.name == "tls") || ctx.globals().node("tls").is_some();
     let tls_field = block
         .custom("tls", |n| crate::tls::server_config(n, ctx))
         .inherit();
@@ -185,6 +189,7 @@ pub(crate) fn decode(
     } else {
         tls_field.required()
     };
+    let tls_failed = tls_given && tls.is_none();
     let tls = tls.flatten();
     let auth_nodes = block.all("auth");
     let insecure_auth = block.flag("insecure_auth");
@@ -296,7 +301,7 @@ pub(crate) fn decode(
     });
 
     for (i, addr) in addrs.iter().enumerate() {
-        if matches!(addr, ListenAddr::Tcp { tls: true, .. }) && tls.is_none() {
+        if matches!(addr, ListenAddr::Tcp { tls: true, .. }) && tls.is_none() && !tls_failed {
             errors.push(Error::at(
                 def.node.arg_pos(i),
                 format!(
