@@ -297,3 +297,58 @@ fn systemd_unit_is_valid() {
         "{complaints:?}"
     );
 }
+
+#[test]
+fn creds_manage_users_of_a_pass_table() {
+    let dir = tempdir();
+    let conf = write(
+        dir.path(),
+        "madmail.conf",
+        "hostname mx.example.test\nstate_dir state\nauth.pass_table local_authdb other_name {\n    table sql_table {\n        driver sqlite3\n        dsn credentials.db\n        table_name passwords\n    }\n}\nsmtp tcp://127.0.0.1:1 {\n    tls off\n    auth &local_authdb\n    deliver_to dummy\n}\n",
+    );
+    let conf = conf.to_str().unwrap_or_default();
+    let creds = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = madmail()
+            .args(["--config", conf, "creds"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The password from stdin (not a terminal), usernames normalised as maddy does.
+    let out = creds(&["create", "Alice@Example.test"], "first password\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = creds(&["create", "--password", "x", "bob@example.test"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = creds(&["create", "--password", "x", "bob@example.test"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = creds(&["list", "--cfg-block", "other_name"], "");
+    assert_eq!(text(&out.stdout), "alice@example.test\nbob@example.test\n");
+    // The database is in state_dir, as the server will look for it.
+    assert!(dir.path().join("state/credentials.db").exists());
+
+    let out = creds(&["password", "--password", "new", "alice@example.test"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = creds(&["remove", "bob@example.test"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = creds(&["remove", "nobody@example.test"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let out = creds(&["list"], "");
+    assert_eq!(text(&out.stdout), "alice@example.test\n");
+    let out = creds(&["list", "--cfg-block", "missing"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no configuration block named missing"));
+}
