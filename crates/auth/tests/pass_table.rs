@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use madmail_auth::creds::{self, CredsError};
 use madmail_auth::hash::Hash;
-use madmail_config::{Environment, parse_str};
 use madmail_module::auth::{AuthError, PlainAuth};
 use madmail_module::{
     Block, Built, Capabilities, Ctx, Definition, Errors, Instance, Kind, Loaded, ModuleSpec,
-    Registry, load,
+    Registry,
 };
 
 // From maddy's own tests (internal/auth/pass_table/table_test.go), password "password".
@@ -51,9 +50,7 @@ fn registry() -> Registry {
 }
 
 fn try_load(text: &str) -> Result<Loaded, Errors> {
-    let nodes =
-        parse_str("test.conf".as_ref(), text, &Environment::empty()).map_err(Errors::from)?;
-    load(&registry(), &nodes)
+    madmail_module::testing::load_str(&registry(), text)
 }
 
 fn loaded(text: &str) -> Loaded {
@@ -80,17 +77,7 @@ fn instance(loaded: &Loaded, name: &str) -> Arc<Instance> {
 fn errors_of(text: &str) -> Vec<String> {
     match try_load(text) {
         Ok(_) => panic!("config was accepted:\n{text}"),
-        Err(e) => e
-            .into_sorted()
-            .into_iter()
-            .map(|e| {
-                let pos = e
-                    .pos()
-                    .map(|p| format!("{}:{}", p.line(), p.col()))
-                    .unwrap_or_default();
-                format!("{pos}: {}", e.message())
-            })
-            .collect(),
+        Err(e) => madmail_module::testing::error_lines(e),
     }
 }
 

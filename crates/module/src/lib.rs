@@ -28,6 +28,7 @@ pub mod modify;
 mod registry;
 mod suggest;
 pub mod table;
+pub mod testing;
 pub mod values;
 
 pub use caps::{Capabilities, Capability};

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use madmail_config::{Environment, parse_str};
 use madmail_module::delivery::{Delivery, DeliveryError, DeliveryTarget, Envelope};
 use madmail_module::{
     Block, Built, Capabilities, Ctx, Definition, Errors, Kind, Lifecycle, Loaded, ModuleSpec,
-    Registry, Running, load,
+    Registry, Running,
 };
 
 /// Every test module records what happens to it here, as `event label`.
@@ -134,26 +133,14 @@ fn registry() -> Registry {
 }
 
 fn try_load(text: &str) -> Result<Loaded, Errors> {
-    let nodes =
-        parse_str("test.conf".as_ref(), text, &Environment::empty()).map_err(Errors::from)?;
-    load(&registry(), &nodes)
+    madmail_module::testing::load_str(&registry(), text)
 }
 
 /// The errors as `line:col: message` lines.
 fn errors_of(text: &str) -> Vec<String> {
     match try_load(text) {
         Ok(_) => panic!("config was accepted:\n{text}"),
-        Err(e) => e
-            .into_sorted()
-            .into_iter()
-            .map(|e| {
-                let pos = e
-                    .pos()
-                    .map(|p| format!("{}:{}", p.line(), p.col()))
-                    .unwrap_or_default();
-                format!("{pos}: {}", e.message())
-            })
-            .collect(),
+        Err(e) => madmail_module::testing::error_lines(e),
     }
 }
 

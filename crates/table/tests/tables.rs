@@ -6,11 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use madmail_config::{Environment, parse_str};
 use madmail_module::table::{MutableTable, Table};
 use madmail_module::{
     Block, Built, Capabilities, Ctx, Definition, Errors, Kind, Loaded, ModuleSpec, Registry,
-    Running, load,
+    Running,
 };
 
 /// What the `probe` endpoint resolved: `use NAME TABLE...` directives, by NAME.
@@ -68,9 +67,7 @@ fn registry() -> Registry {
 }
 
 fn try_load(text: &str) -> Result<Loaded, Errors> {
-    let nodes =
-        parse_str("test.conf".as_ref(), text, &Environment::empty()).map_err(Errors::from)?;
-    load(&registry(), &nodes)
+    madmail_module::testing::load_str(&registry(), text)
 }
 
 fn probe(text: &str) -> (Loaded, Arc<Probe>) {
@@ -87,17 +84,7 @@ fn table(probe: &Probe, name: &str) -> Arc<dyn Table> {
 fn errors_of(text: &str) -> Vec<String> {
     match try_load(text) {
         Ok(_) => panic!("config was accepted:\n{text}"),
-        Err(e) => e
-            .into_sorted()
-            .into_iter()
-            .map(|e| {
-                let pos = e
-                    .pos()
-                    .map(|p| format!("{}:{}", p.line(), p.col()))
-                    .unwrap_or_default();
-                format!("{pos}: {}", e.message())
-            })
-            .collect(),
+        Err(e) => madmail_module::testing::error_lines(e),
     }
 }
 

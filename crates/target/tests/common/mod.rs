@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use madmail_config::{Environment, parse_str};
 use madmail_module::delivery::{DeliveryError, DeliveryTarget, Envelope};
 use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, Loaded, ModuleSpec, Registry, load,
+    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, Loaded, ModuleSpec, Registry,
 };
 
 fn build_capture(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
@@ -39,26 +38,14 @@ pub fn registry() -> Registry {
 }
 
 pub fn try_load(text: &str) -> Result<Loaded, Errors> {
-    let nodes =
-        parse_str("test.conf".as_ref(), text, &Environment::empty()).map_err(Errors::from)?;
-    load(&registry(), &nodes)
+    madmail_module::testing::load_str(&registry(), text)
 }
 
 /// The errors of a configuration that must not load, as `line:col: message`.
 pub fn errors_of(text: &str) -> Vec<String> {
     match try_load(text) {
         Ok(_) => panic!("config was accepted:\n{text}"),
-        Err(e) => e
-            .into_sorted()
-            .into_iter()
-            .map(|e| {
-                let pos = e
-                    .pos()
-                    .map(|p| format!("{}:{}", p.line(), p.col()))
-                    .unwrap_or_default();
-                format!("{pos}: {}", e.message())
-            })
-            .collect(),
+        Err(e) => madmail_module::testing::error_lines(e),
     }
 }
 
