@@ -14,5 +14,15 @@ pub fn registry() -> Registry {
     madmail_pipeline::register(&mut registry);
     madmail_target::register(&mut registry);
     madmail_smtp::register(&mut registry);
+    dns_providers(&mut registry);
     registry
+}
+
+/// DNS providers, each behind its cargo feature; a left-out one is declared so a config naming
+/// it is told which feature to build with.
+fn dns_providers(registry: &mut Registry) {
+    #[cfg(feature = "libdns_rfc2136")]
+    madmail_libdns_rfc2136::register(registry);
+    #[cfg(not(feature = "libdns_rfc2136"))]
+    registry.not_compiled("libdns.rfc2136", "libdns_rfc2136");
 }
