@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use madmail_config::{Environment, dump, parse_file};
 
+mod cert;
 mod config;
 mod creds;
 mod logging;
@@ -42,6 +43,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// ACME certificates: status, renewal, preflight checks.
+    Cert {
+        #[command(subcommand)]
+        command: cert::CertCommand,
     },
     /// Manage user credentials (auth.pass_table).
     Creds {
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Creds { command } => creds::run(&cli.config, command),
+        Command::Cert { command } => cert::run(&cli.config, command),
         Command::Version => {
             print!("{}", version_text());
             ExitCode::SUCCESS

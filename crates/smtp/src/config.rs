@@ -40,7 +40,12 @@ pub(crate) struct Settings {
     pub protocol: Protocol,
     /// In A-label form (RFC 6531 §3.3).
     pub hostname: String,
+    /// For implicit TLS (`tls://`), with the ALPN protocols the certificate source asks for
+    /// (`acme-tls/1` for an ACME loader using tls-alpn-01).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// For STARTTLS: the same without ALPN, since rustls refuses a client whose ALPN offer
+    /// shares nothing with a non-empty list, and SMTP clients have no reason to expect one.
+    pub starttls: Option<Arc<rustls::ServerConfig>>,
     pub auth: Vec<Arc<dyn PlainAuth>>,
     pub insecure_auth: bool,
     pub max_message_size: usize,
@@ -76,6 +81,7 @@ impl Settings {
             protocol,
             hostname: hostname.to_owned(),
             tls: None,
+            starttls: None,
             auth: Vec::new(),
             insecure_auth: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -362,6 +368,15 @@ pub(crate) fn decode(
     Ok(Settings {
         protocol,
         hostname,
+        starttls: tls.as_ref().map(|c| {
+            if c.alpn_protocols.is_empty() {
+                c.clone()
+            } else {
+                let mut plain = (**c).clone();
+                plain.alpn_protocols.clear();
+                Arc::new(plain)
+            }
+        }),
         tls,
         auth,
         insecure_auth,

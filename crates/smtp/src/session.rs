@@ -962,7 +962,7 @@ impl Session {
     }
 
     async fn starttls(&mut self) -> Flow {
-        let Some(tls) = self.s.tls.clone() else {
+        let Some(tls) = self.s.starttls.clone() else {
             return self.error(reply(502, "5.5.1", "STARTTLS not available"));
         };
         if self.conn.tls.is_some() {

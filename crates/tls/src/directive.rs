@@ -104,6 +104,7 @@ pub fn server_tls(node: &Node, ctx: &mut Ctx<'_>) -> Result<Option<Arc<ServerCon
         .with_cert_resolver(source.resolver());
     // maddy sets PreferServerCipherSuites when ciphers are listed: the order given wins.
     config.ignore_client_order = options.ciphers.is_some();
+    config.alpn_protocols = source.alpn_protocols();
     Ok(Some(Arc::new(config)))
 }
 

@@ -38,6 +38,12 @@ pub use self_signed::generate_self_signed;
 /// the loader replaces certificates in it whenever it has new ones.
 pub trait CertificateSource: Send + Sync {
     fn resolver(&self) -> Arc<SniResolver>;
+
+    /// ALPN protocols endpoints serving from this source must offer (an ACME loader using
+    /// tls-alpn-01 answers `acme-tls/1` on implicit-TLS endpoints too).
+    fn alpn_protocols(&self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 impl madmail_module::Capability for dyn CertificateSource {

@@ -25,6 +25,7 @@ async fn submission_with_tls(implicit: bool) -> (Running, Recorder) {
     let recorder = Recorder::default();
     let (server_tls, _) = tls_pair();
     let mut s = settings(Protocol::Submission, &recorder);
+    s.starttls = Some(server_tls.clone());
     s.tls = Some(server_tls);
     let running = Running::start(s, vec![tcp("127.0.0.1", implicit)]).await;
     (running, recorder)

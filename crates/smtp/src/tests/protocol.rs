@@ -208,6 +208,7 @@ async fn starttls_then_auth_and_plaintext_auth_refused() {
     let recorder = Recorder::default();
     let (server_tls, client_tls) = tls_pair();
     let mut s = settings(Protocol::Submission, &recorder);
+    s.starttls = Some(server_tls.clone());
     s.tls = Some(server_tls);
     let running = Running::start(s, vec![tcp("127.0.0.1", false)]).await;
     let mut c = Client::connect(running.addr(0)).await;
@@ -330,6 +331,7 @@ async fn plaintext_pipelined_after_starttls_is_discarded() {
     let recorder = Recorder::default();
     let (server_tls, client_tls) = tls_pair();
     let mut s = settings(Protocol::Smtp, &recorder);
+    s.starttls = Some(server_tls.clone());
     s.tls = Some(server_tls);
     let running = Running::start(s, vec![tcp("127.0.0.1", false)]).await;
     let mut c = greeted(&running).await;
@@ -547,6 +549,7 @@ async fn implicit_tls_listener() {
     let recorder = Recorder::default();
     let (server_tls, client_tls) = tls_pair();
     let mut s = settings(Protocol::Submission, &recorder);
+    s.starttls = Some(server_tls.clone());
     s.tls = Some(server_tls);
     let running = Running::start(s, vec![tcp("127.0.0.1", true)]).await;
     let mut c = Client::connect_tls(running.addr(0), client_tls).await;
