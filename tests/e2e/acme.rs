@@ -1,0 +1,135 @@
+//! ACME through the real binary against a real Pebble: a certificate obtained with http-01 is
+//! served after STARTTLS and verifies against Pebble's root; `madmail cert renew --force`
+//! changes the served certificate in the running process; a restart serves the stored
+//! certificate at once, without a new order.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Server, WAIT, free_port, madmail, tempdir, text, write};
+
+#[path = "../../crates/acme/tests/common/pebble.rs"]
+mod pebble;
+
+/// The serial of the certificate served after STARTTLS, verified against `ca_file`
+/// (`None` while verification fails, e.g. before the first certificate).
+fn verified_serial(port: u16, ca_file: &std::path::Path) -> Option<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -starttls smtp -connect 127.0.0.1:{port} -servername mail.example.test -verify_hostname mail.example.test -CAfile {} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            ca_file.display()
+        ))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let serial = text(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_owned();
+    (!serial.is_empty()).then_some(serial)
+}
+
+fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT * 2;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_certificate_served_renewed_and_restored() {
+    crate::require_tool("command -v openssl", "openssl");
+    let pebble = pebble::Pebble::start(pebble::PebbleOptions::default()).await;
+    let dir = tempdir();
+    let root = write(dir.path(), "pebble-root.pem", &pebble.issuing_root().await);
+    let smtp_port = free_port();
+    let conf = write(
+        dir.path(),
+        "madmail.conf",
+        &format!(
+            "hostname mail.example.test\nstate_dir state\nruntime_dir run\n\
+             tls.loader.acme local_tls {{\n    email admin@example.test\n    agreed\n    ca {ca}\n    trusted_roots {roots}\n    challenge http-01\n    http_listen tcp://127.0.0.1:{http}\n}}\n\
+             tls &local_tls\n\
+             smtp tcp://127.0.0.1:{smtp_port} {{\n    destination example.test {{\n        deliver_to dummy\n    }}\n    default_destination {{\n        reject\n    }}\n}}\n",
+            ca = pebble.directory_url,
+            roots = pebble.api_ca_file().display(),
+            http = pebble.http_port,
+        ),
+    );
+    let conf_arg = conf.to_str().unwrap_or_default().to_owned();
+    let cert_cli = move |args: &[&str]| {
+        madmail()
+            .args(["--config", &conf_arg, "cert"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    let start = || {
+        let mut cmd = madmail();
+        cmd.arg("--config").arg(&conf).arg("run");
+        let mut server = Server::start(cmd);
+        server.wait_for("server started");
+        server
+    };
+    let mut server = tokio::task::block_in_place(start);
+
+    // The first certificate: a placeholder until then, then Pebble's, verified.
+    let first = tokio::task::block_in_place(|| {
+        wait_until("a verified certificate", || {
+            verified_serial(smtp_port, &root)
+        })
+    });
+    let info = tokio::task::block_in_place(|| cert_cli(&["info", "--json"]));
+    assert!(info.status.success(), "{}", text(&info.stderr));
+    let certs: serde_json::Value = serde_json::from_slice(&info.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&info.stdout)));
+    assert_eq!(certs[0]["status"], "valid", "{certs}");
+    assert_eq!(certs[0]["names"], serde_json::json!(["mail.example.test"]));
+    assert_eq!(
+        certs[0]["serial"].as_str().map(str::to_uppercase),
+        Some(first.clone())
+    );
+
+    // A forced renewal reaches the running endpoint.
+    let renew =
+        tokio::task::block_in_place(|| cert_cli(&["renew", "--force", "mail.example.test"]));
+    assert!(
+        renew.status.success(),
+        "{}{}",
+        text(&renew.stdout),
+        text(&renew.stderr)
+    );
+    let second = tokio::task::block_in_place(|| {
+        wait_until("the renewed certificate", || {
+            verified_serial(smtp_port, &root).filter(|s| *s != first)
+        })
+    });
+
+    // A restart serves the stored certificate immediately: no order, no placeholder.
+    server.signal("TERM");
+    assert_eq!(tokio::task::block_in_place(|| server.wait_exit()), Some(0));
+    let orders_before = pebble.log().matches("POST /order-plz").count();
+    assert!(
+        orders_before >= 2,
+        "the first order and the forced renewal:\n{}",
+        pebble.log()
+    );
+    let mut server = tokio::task::block_in_place(start);
+    assert_eq!(
+        tokio::task::block_in_place(|| verified_serial(smtp_port, &root)),
+        Some(second)
+    );
+    assert_eq!(
+        pebble.log().matches("POST /order-plz").count(),
+        orders_before,
+        "a new order was placed"
+    );
+    server.signal("TERM");
+    assert_eq!(tokio::task::block_in_place(|| server.wait_exit()), Some(0));
+}
