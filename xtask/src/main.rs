@@ -3,12 +3,15 @@
 //! - `cargo xtask test`: everything CI runs: formatting, clippy, and every test in the
 //!   workspace (unit, property, conformance and end-to-end tests).
 //! - `cargo xtask conformance config`: the maddy configuration corpus alone, verbosely.
+//! - `cargo xtask bench smtp`: madmail against Postfix, receiving mail into a Maildir
+//!   (docs/benchmarks.md).
 //!
-//! Later issues add `conformance acme`, `demo` and `bench` here.
+//! Later issues add `conformance acme` and `demo` here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod deps;
 
 fn main() -> ExitCode {
@@ -17,12 +20,15 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["test"] => test(),
         ["conformance", "config"] => conformance_config(),
+        ["bench", rest @ ..] => bench::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test                  formatting, clippy and the whole test suite (what CI runs)\n  \
-                 conformance config    the maddy 0.9.4 configuration corpus"
+                 conformance config    the maddy 0.9.4 configuration corpus\n  \
+                 {}",
+                bench::USAGE
             );
             return ExitCode::from(2);
         }
