@@ -84,15 +84,8 @@ pub fn run(config_path: &Path, command: CertCommand) -> ExitCode {
         ),
     };
     let socket = cfg.loaded.globals.runtime_dir.join(control::SOCKET_NAME);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::async_runtime() else {
+        return ExitCode::FAILURE;
     };
     let response = runtime.block_on(control::run(&socket, &loaders, &request));
     let rendered = response.render(json);

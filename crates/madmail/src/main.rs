@@ -125,6 +125,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The multi-threaded runtime `run` and `cert` use; `None` (reported) if it can't start.
+fn async_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn version_text() -> String {
     let registry = modules::registry();
     let mut out = format!("madmail {}\n\nmodules:\n", env!("CARGO_PKG_VERSION"));

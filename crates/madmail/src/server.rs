@@ -28,15 +28,8 @@ pub fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::async_runtime() else {
+        return ExitCode::FAILURE;
     };
     // The working directory becomes state_dir: keep reloading the file the operator named.
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
