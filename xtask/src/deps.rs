@@ -10,7 +10,7 @@ pub struct Package {
     pub command: &'static str,
 }
 
-/// Needed by `cargo xtask test`.
+/// Needed by `cargo xtask test` (with [`ACME_PACKAGES`]).
 pub const TEST_PACKAGES: &[Package] = &[
     Package {
         name: "swaks",
@@ -35,6 +35,19 @@ pub const TEST_PACKAGES: &[Package] = &[
     Package {
         name: "python3-pip",
         command: "python3 -m pip --version",
+    },
+];
+
+/// Needed by the ACME tests (`cargo xtask conformance acme`, and `test`): Pebble 2.4 with
+/// pebble-challtestsrv, and BIND 9 for RFC 2136.
+pub const ACME_PACKAGES: &[Package] = &[
+    Package {
+        name: "pebble",
+        command: "command -v pebble && command -v pebble-challtestsrv",
+    },
+    Package {
+        name: "bind9",
+        command: "test -x /usr/sbin/named || command -v named",
     },
 ];
 

@@ -336,8 +336,29 @@ impl Engine {
     }
 
     /// Orders a certificate for `names` from `ca`. `key_pem` is the key to keep (reuse_key);
-    /// `replaces` the certificate being replaced (sent when the CA offers ARI).
+    /// `replaces` the certificate being replaced (sent when the CA offers ARI). Gives up at
+    /// `deadline`, also in the middle of a request (the steps only look at it between
+    /// requests, and a CA that accepts connections but never answers holds one for the HTTP
+    /// client's whole timeout); what was presented is withdrawn then.
     pub async fn obtain(
+        &self,
+        ca: &str,
+        names: &[String],
+        key_pem: Option<&str>,
+        replaces: Option<&CertificateDer<'_>>,
+        deadline: Instant,
+    ) -> Result<Issued, StepError> {
+        tokio::time::timeout_at(deadline, self.order(ca, names, key_pem, replaces, deadline))
+            .await
+            .unwrap_or_else(|_| {
+                Err(step(
+                    "order",
+                    "the attempt took longer than renewal_timeout (the CA did not answer in time)",
+                ))
+            })
+    }
+
+    async fn order(
         &self,
         ca: &str,
         names: &[String],

@@ -1,10 +1,16 @@
 //! Shared helpers: configurations with a small endpoint that uses a `tls` loader, a TLS
 //! listener serving from a loader's resolver, and a client that reports the certificate it
-//! was served.
+//! was served. Submodules: real Pebble ([`pebble`]) and BIND9 ([`bind`]), the in-process ACME
+//! double ([`double`]), a switchable TCP relay ([`proxy`]) and the `madmail` binary
+//! ([`madmail`]).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bind;
+pub mod double;
+pub mod madmail;
 pub mod pebble;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,6 +41,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     madmail_tls::register(&mut r);
     madmail_acme::register(&mut r);
+    madmail_libdns_rfc2136::register(&mut r);
     r.register(ModuleSpec {
         name: "test_tls",
         kind: Kind::Endpoint,

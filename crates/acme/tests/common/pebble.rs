@@ -10,6 +10,11 @@
 //! (`/roots/0`). Names in orders resolve through challtestsrv, which answers every A query
 //! with 127.0.0.1 (and no AAAA), so Pebble's validators connect to the test's listeners on
 //! [`Pebble::http_port`] (http-01) and [`Pebble::tls_port`] (tls-alpn-01).
+//!
+//! [`PebbleOptions`] sets Pebble's test knobs (nonce rejection, authorization reuse, EAB,
+//! certificate lifetime, another DNS server); [`Pebble::restart`] gives a CA that forgot
+//! everything on the same ports; [`Pebble::log_count`] counts what Pebble logged (orders,
+//! registrations, validations).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,6 +37,11 @@ pub struct PebbleOptions {
     pub authz_reuse: u8,
     /// Require external account binding with these `(key id, base64url HMAC key)`.
     pub eab: Vec<(String, String)>,
+    /// `certificateValidityPeriod` in seconds (Pebble's default is 5 years).
+    pub certificate_validity: Option<u64>,
+    /// The DNS server Pebble's validators ask (`-dnsserver`), instead of challtestsrv (for
+    /// instance a BIND9 started by the test, for dns-01 through RFC 2136).
+    pub dns_server: Option<String>,
 }
 
 pub struct Pebble {
@@ -46,6 +56,7 @@ pub struct Pebble {
     pub dns: String,
     pub dns_management: String,
     api_ca_pem: String,
+    options: PebbleOptions,
     pebble: Child,
     challtestsrv: Child,
 }
@@ -94,36 +105,13 @@ impl Pebble {
         std::fs::write(dir.path().join("api-key.pem"), key_pem).unwrap();
 
         let (dns_port, dns_mgmt) = (free_dns_port(), free_port());
-        let challtestsrv = Command::new("pebble-challtestsrv")
-            .args([
-                "-defaultIPv4",
-                "127.0.0.1",
-                "-defaultIPv6",
-                "",
-                "-dns01",
-                &format!("127.0.0.1:{dns_port}"),
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-management",
-                &format!("127.0.0.1:{dns_mgmt}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-
         let (api, mgmt, http_port, tls_port) = (free_port(), free_port(), free_port(), free_port());
         let eab: serde_json::Map<String, serde_json::Value> = options
             .eab
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{api}"),
                 "managementListenAddress": format!("127.0.0.1:{mgmt}"),
@@ -136,45 +124,64 @@ impl Pebble {
                 "externalAccountMACKeys": eab,
             }
         });
+        if let Some(seconds) = options.certificate_validity {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         let config_path = dir.path().join("pebble-config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let log = std::fs::File::create(dir.path().join("pebble.log")).unwrap();
-        let pebble = Command::new("pebble")
-            // Go flags: `-strict false` would turn strict mode on.
-            .arg("-strict=false")
-            .arg("-config")
-            .arg(&config_path)
-            .arg("-dnsserver")
-            .arg(format!("127.0.0.1:{dns_port}"))
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_VA_ALWAYS_VALID", "0")
-            .env("PEBBLE_WFE_NONCEREJECT", options.nonce_reject.to_string())
-            .env("PEBBLE_AUTHZREUSE", options.authz_reuse.to_string())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let dns = format!("127.0.0.1:{dns_port}");
+        let dns_management = format!("127.0.0.1:{dns_mgmt}");
+        let challtestsrv = spawn_challtestsrv(&dns, &dns_management);
+        let pebble = spawn_pebble(
+            dir.path(),
+            options.dns_server.as_deref().unwrap_or(&dns),
+            &options,
+        );
         let pebble = Pebble {
             directory_url: format!("https://127.0.0.1:{api}/dir"),
             management: format!("127.0.0.1:{mgmt}"),
             http_port,
             tls_port,
-            dns: format!("127.0.0.1:{dns_port}"),
-            dns_management: format!("127.0.0.1:{dns_mgmt}"),
+            dns,
+            dns_management,
             api_ca_pem: ca_pem,
+            options,
             dir,
             pebble,
             challtestsrv,
         };
-        for addr in [
-            format!("127.0.0.1:{api}"),
-            pebble.management.clone(),
-            pebble.dns_management.clone(),
-        ] {
+        pebble.wait_until_listening().await;
+        pebble
+    }
+
+    async fn wait_until_listening(&self) {
+        let api = self
+            .directory_url
+            .trim_start_matches("https://")
+            .trim_end_matches("/dir")
+            .to_owned();
+        for addr in [api, self.management.clone(), self.dns_management.clone()] {
             wait_for_port(&addr).await;
         }
-        pebble
+    }
+
+    /// Stops Pebble and starts it again on the same ports with the same configuration: a CA
+    /// that forgot every account, order and authorization, and issues from a new root.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.challtestsrv = spawn_challtestsrv(&self.dns, &self.dns_management);
+        let dns = self
+            .options
+            .dns_server
+            .clone()
+            .unwrap_or_else(|| self.dns.clone());
+        self.pebble = spawn_pebble(self.dir.path(), &dns, &self.options);
+        self.wait_until_listening().await;
+    }
+
+    /// How many times the log shows `needle` (e.g. `"POST /order-plz"`: new orders).
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
     }
 
     /// The PEM file with the CA of Pebble's own HTTPS certificate (for `trusted_roots`).
@@ -221,6 +228,57 @@ impl Pebble {
         let _ = self.pebble.kill().await;
         let _ = self.challtestsrv.kill().await;
     }
+}
+
+fn spawn_challtestsrv(dns: &str, management: &str) -> Child {
+    Command::new("pebble-challtestsrv")
+        .args([
+            "-defaultIPv4",
+            "127.0.0.1",
+            "-defaultIPv6",
+            "",
+            "-dns01",
+            dns,
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            management,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Pebble with `dir/pebble-config.json`, logging to `dir/pebble.log` (appended to, so a
+/// restart keeps the earlier lines).
+fn spawn_pebble(dir: &Path, dns_server: &str, options: &PebbleOptions) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("pebble.log"))
+        .unwrap();
+    Command::new("pebble")
+        // Go flags: `-strict false` would turn strict mode on.
+        .arg("-strict=false")
+        .arg("-config")
+        .arg(dir.join("pebble-config.json"))
+        .arg("-dnsserver")
+        .arg(dns_server)
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        .env("PEBBLE_VA_ALWAYS_VALID", "0")
+        .env("PEBBLE_WFE_NONCEREJECT", options.nonce_reject.to_string())
+        .env("PEBBLE_AUTHZREUSE", options.authz_reuse.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 async fn wait_for_port(addr: &str) {
