@@ -3,10 +3,14 @@
 //! - `cargo xtask test`: everything CI runs: formatting, clippy, and every test in the
 //!   workspace (unit, property, conformance and end-to-end tests).
 //! - `cargo xtask conformance config`: the maddy configuration corpus alone, verbosely.
+//! - `cargo xtask conformance acme`: `tls.loader.acme` against Pebble, BIND 9 and the binary
+//!   alone, verbosely (docs/reference/tls-acme.md, "Conformance").
 //! - `cargo xtask bench smtp`: madmail against Postfix, receiving mail into a Maildir
 //!   (docs/benchmarks.md).
+//! - `cargo xtask bench acme`: madmail against lego, obtaining certificates from Pebble
+//!   (docs/benchmarks.md).
 //!
-//! Later issues add `conformance acme` and `demo` here.
+//! Later issues add `demo` here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -20,6 +24,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["test"] => test(),
         ["conformance", "config"] => conformance_config(),
+        ["conformance", "acme"] => conformance_acme(),
         ["bench", rest @ ..] => bench::run(rest),
         _ => {
             eprintln!(
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  test                  formatting, clippy and the whole test suite (what CI runs)\n  \
                  conformance config    the maddy 0.9.4 configuration corpus\n  \
+                 conformance acme      tls.loader.acme against Pebble, BIND 9 and the binary\n  \
                  {}",
                 bench::USAGE
             );
@@ -49,10 +55,15 @@ fn workspace_root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with_env(args, &[])
+}
+
+fn cargo_with_env(args: &[&str], env: &[(&str, &Path)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
@@ -65,6 +76,7 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     deps::ensure(deps::TEST_PACKAGES)?;
+    deps::ensure(deps::ACME_PACKAGES)?;
     deps::ensure_python(deps::TEST_PYTHON_PACKAGES)?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
@@ -76,7 +88,11 @@ fn test() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace", "--all-targets", "--all-features"])?;
+    // The ACME conformance tests run the binary this same build makes.
+    cargo_with_env(
+        &["test", "--workspace", "--all-targets", "--all-features"],
+        &[("MADMAIL_BIN", &madmail_binary())],
+    )?;
     // Doc tests are not covered by --all-targets.
     cargo(&["test", "--workspace", "--doc", "--all-features"])
 }
@@ -91,4 +107,37 @@ fn conformance_config() -> Result<(), String> {
         "--",
         "--nocapture",
     ])
+}
+
+/// `target/debug/madmail` (or under `CARGO_TARGET_DIR`).
+fn madmail_binary() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+        .join("debug")
+        .join("madmail")
+}
+
+/// The ACME conformance suite: crates/acme's tests against Pebble (conformance scenarios,
+/// http-01, tls-alpn-01, dns-01, the in-process double), and the DNS layer they rest on
+/// (propagation against in-process nameservers, RFC 2136 against BIND 9).
+fn conformance_acme() -> Result<(), String> {
+    deps::ensure(deps::ACME_PACKAGES)?;
+    cargo(&["build", "-p", "madmail"])?;
+    let suites: [(&str, &[&str]); 3] = [
+        (
+            "madmail-acme",
+            &["conformance", "pebble", "dns01", "double"],
+        ),
+        ("madmail-dns", &["propagation"]),
+        ("madmail-libdns-rfc2136", &["bind"]),
+    ];
+    for (package, targets) in suites {
+        let mut args = vec!["test", "-p", package];
+        for target in targets {
+            args.extend(["--test", target]);
+        }
+        args.extend(["--", "--nocapture", "--test-threads=2"]);
+        cargo_with_env(&args, &[("MADMAIL_BIN", &madmail_binary())])?;
+    }
+    Ok(())
 }

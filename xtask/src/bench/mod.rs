@@ -4,10 +4,17 @@
 //!   private Postfix instance side by side, receiving and durably storing mail into one
 //!   Maildir, over plain SMTP (Postfix's smtp-source as the client) and over STARTTLS (our
 //!   own client, with latency percentiles).
+//! - `bench acme [--names N] [--runs N]`: time to a first ACME certificate and to many
+//!   certificates at once, madmail and lego side by side against a fresh Pebble each.
 
+mod acme;
+mod acme_client;
+mod acme_madmail;
 mod cleanup;
 mod client;
+mod lego;
 mod madmail;
+mod pebble;
 mod postfix;
 mod probe;
 mod report;
@@ -24,11 +31,19 @@ const RECIPIENT: &str = "u@bench.test";
 const SENDER: &str = "a@load.test";
 
 pub const USAGE: &str = "bench smtp [--messages N] [--sessions N] [--size BYTES]\n                        \
-     madmail vs Postfix: msg/s, latency, peak RSS (root; installs postfix)";
+     madmail vs Postfix: msg/s, latency, peak RSS (root; installs postfix)\n  \
+     bench acme [--names N] [--runs N]\n                        \
+     madmail vs lego against Pebble: first certificate, N at once, peak RSS";
+
+enum Bench {
+    Smtp(smtp::Options),
+    Acme(acme::Options),
+}
 
 pub fn run(args: &[&str]) -> Result<(), String> {
-    let options = match args {
-        ["smtp", options @ ..] => smtp::Options::parse(options)?,
+    let bench = match args {
+        ["smtp", options @ ..] => Bench::Smtp(smtp::Options::parse(options)?),
+        ["acme", options @ ..] => Bench::Acme(acme::Options::parse(options)?),
         _ => return Err(format!("usage: cargo xtask {USAGE}")),
     };
     // The load client shares the CPUs with the servers: unoptimised, its TLS and bookkeeping
@@ -45,7 +60,10 @@ pub fn run(args: &[&str]) -> Result<(), String> {
             .exec();
         return Err(format!("cannot run {cargo}: {error}"));
     }
-    smtp::run(&options)
+    match bench {
+        Bench::Smtp(options) => smtp::run(&options),
+        Bench::Acme(options) => acme::run(&options),
+    }
 }
 
 /// A Postfix program: Debian keeps them in /usr/sbin, which a non-login shell's PATH may lack.
