@@ -5,22 +5,20 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
 use serde::Deserialize;
 
-use super::cleanup;
 use super::pebble::Pebble;
 use super::probe;
+use super::process::ServerProcess;
 
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const CERT_INFO_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct AcmeMadmail {
     bin: PathBuf,
-    child: Child,
+    process: ServerProcess,
     dir: PathBuf,
     config: PathBuf,
     addr: SocketAddr,
@@ -70,7 +68,7 @@ impl AcmeMadmail {
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         Ok(AcmeMadmail {
             bin: bin.to_owned(),
-            child,
+            process: ServerProcess::new(child, "madmail"),
             dir: dir.to_owned(),
             config,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -88,13 +86,11 @@ impl AcmeMadmail {
 
     /// Why the server can no longer deliver (it exited), if it did.
     pub fn gone(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(format!(
-                "madmail exited ({status}); its log ends with:\n{}",
-                self.log_tail(30)
-            )),
-            _ => None,
-        }
+        let status = self.process.exited()?;
+        Some(format!(
+            "madmail exited ({status}); its log ends with:\n{}",
+            self.log_tail(30)
+        ))
     }
 
     /// The end of what madmail has logged (for error messages).
@@ -160,40 +156,12 @@ impl AcmeMadmail {
     }
 
     pub fn peak_rss(&self) -> Result<u64, String> {
-        let pid = i32::try_from(self.child.id()).map_err(|e| format!("pid: {e}"))?;
-        probe::peak_rss(pid)
+        self.process.peak_rss()
     }
 
     /// SIGTERM, then SIGKILL if it has not exited in time.
     pub fn stop(mut self) -> Result<(), String> {
-        self.terminate()
-    }
-
-    fn terminate(&mut self) -> Result<(), String> {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return Ok(());
-        }
-        let pid = i32::try_from(self.child.id()).map_err(|e| format!("pid: {e}"))?;
-        cleanup::kill(pid, Signal::TERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Err(format!(
-            "madmail did not stop within {}s of SIGTERM and was killed",
-            STOP_TIMEOUT.as_secs()
-        ))
-    }
-}
-
-impl Drop for AcmeMadmail {
-    fn drop(&mut self) {
-        let _ = self.terminate();
+        self.process.stop()
     }
 }
 

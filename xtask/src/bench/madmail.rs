@@ -5,20 +5,18 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use rustix::process::Signal;
 
 use super::cleanup;
 use super::probe;
+use super::process::ServerProcess;
 use super::{DOMAIN, RECIPIENT};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Madmail {
-    child: Child,
+    process: ServerProcess,
     dir: PathBuf,
     addr: SocketAddr,
 }
@@ -47,7 +45,7 @@ impl Madmail {
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
         let mut server = Madmail {
-            child,
+            process: ServerProcess::new(child, "madmail"),
             dir: dir.to_owned(),
             addr,
         };
@@ -63,7 +61,7 @@ impl Madmail {
             if log.contains("server started") {
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.process.exited() {
                 return Err(format!("madmail exited at start ({status}):\n{log}"));
             }
             if Instant::now() >= deadline {
@@ -91,40 +89,12 @@ impl Madmail {
     }
 
     pub fn peak_rss(&self) -> Result<u64, String> {
-        let pid = i32::try_from(self.child.id()).map_err(|e| format!("pid: {e}"))?;
-        probe::peak_rss(pid)
+        self.process.peak_rss()
     }
 
     /// SIGTERM, then SIGKILL if it has not exited in time.
     pub fn stop(mut self) -> Result<(), String> {
-        self.terminate()
-    }
-
-    fn terminate(&mut self) -> Result<(), String> {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return Ok(());
-        }
-        let pid = i32::try_from(self.child.id()).map_err(|e| format!("pid: {e}"))?;
-        cleanup::kill(pid, Signal::TERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Err(format!(
-            "madmail did not stop within {}s of SIGTERM and was killed",
-            STOP_TIMEOUT.as_secs()
-        ))
-    }
-}
-
-impl Drop for Madmail {
-    fn drop(&mut self) {
-        let _ = self.terminate();
+        self.process.stop()
     }
 }
 

@@ -17,6 +17,7 @@ mod madmail;
 mod pebble;
 mod postfix;
 mod probe;
+mod process;
 mod report;
 mod smtp;
 
