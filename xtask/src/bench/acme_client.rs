@@ -14,7 +14,7 @@ use rustls::crypto::{CryptoProvider, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -81,7 +81,7 @@ pub async fn starttls_verified(
     tcp.set_nodelay(true)
         .map_err(|e| not_listening(format!("nodelay: {e}")))?;
     let mut plain = BufReader::new(tcp);
-    expect(&mut plain, 220, "greeting")
+    super::client::expect(&mut plain, 220, "greeting", REPLY_TIMEOUT)
         .await
         .map_err(not_listening)?;
     let not_verified = ProbeError::NotVerified;
@@ -240,37 +240,5 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
         .flush()
         .await
         .map_err(|e| format!("{what}: write: {e}"))?;
-    expect(conn, code, &what).await
-}
-
-/// Reads one (possibly multi-line) reply and checks its code.
-async fn expect<S: AsyncRead + Unpin>(
-    conn: &mut BufReader<S>,
-    code: u16,
-    after: &str,
-) -> Result<(), String> {
-    let mut reply = String::new();
-    loop {
-        let mut line = String::new();
-        let read = tokio::time::timeout(REPLY_TIMEOUT, conn.read_line(&mut line))
-            .await
-            .map_err(|_| format!("no reply to {after} within {}s", REPLY_TIMEOUT.as_secs()))?
-            .map_err(|e| format!("read after {after}: {e}"))?;
-        if read == 0 {
-            return Err(format!("connection closed after {after}: {reply:?}"));
-        }
-        reply.push_str(&line);
-        // `250-...` continues, `250 ...` (or a bare `250`) ends the reply.
-        if line.as_bytes().get(3) != Some(&b'-') {
-            break;
-        }
-    }
-    if reply.get(..3).and_then(|c| c.parse::<u16>().ok()) == Some(code) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{after}: expected {code}, got {:?}",
-            reply.trim_end()
-        ))
-    }
+    super::client::expect(conn, code, &what, REPLY_TIMEOUT).await
 }

@@ -124,7 +124,7 @@ impl Session {
             .map_err(|e| format!("connect: {e}"))?;
         tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
         let mut plain = BufReader::new(tcp);
-        expect(&mut plain, 220, "greeting").await?;
+        expect(&mut plain, 220, "greeting", REPLY_TIMEOUT).await?;
         command(&mut plain, b"EHLO load.test\r\n", 250).await?;
         command(&mut plain, b"STARTTLS\r\n", 220).await?;
         if !plain.buffer().is_empty() {
@@ -193,21 +193,23 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| format!("write: {e}"))?;
     let what = String::from_utf8_lossy(line).trim_end().to_owned();
-    expect(conn, code, &what).await
+    expect(conn, code, &what, REPLY_TIMEOUT).await
 }
 
-/// Reads one (possibly multi-line) reply and checks its code.
-async fn expect<S: AsyncRead + Unpin>(
+/// Reads one (possibly multi-line) reply within `timeout` and checks its code (shared with
+/// the acme benchmark's probe).
+pub(super) async fn expect<S: AsyncRead + Unpin>(
     conn: &mut BufReader<S>,
     code: u16,
     after: &str,
+    timeout: Duration,
 ) -> Result<(), String> {
     let mut reply = String::new();
     loop {
         let mut line = String::new();
-        let read = tokio::time::timeout(REPLY_TIMEOUT, conn.read_line(&mut line))
+        let read = tokio::time::timeout(timeout, conn.read_line(&mut line))
             .await
-            .map_err(|_| format!("no reply to {after} within {}s", REPLY_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("no reply to {after} within {}s", timeout.as_secs()))?
             .map_err(|e| format!("read after {after}: {e}"))?;
         if read == 0 {
             return Err(format!("connection closed after {after}: {reply}"));
