@@ -19,11 +19,23 @@ pub fn registry() -> Registry {
     registry
 }
 
-/// DNS providers, each behind its cargo feature; a left-out one is declared so a config naming
-/// it is told which feature to build with.
-fn dns_providers(registry: &mut Registry) {
-    #[cfg(feature = "libdns_rfc2136")]
-    madmail_libdns_rfc2136::register(registry);
-    #[cfg(not(feature = "libdns_rfc2136"))]
-    registry.not_compiled("libdns.rfc2136", "libdns_rfc2136");
+/// Declares the DNS providers: each `FEATURE => MODULE, CRATE` is registered from its crate
+/// when the cargo feature is on, and declared as not compiled (naming the feature) when off.
+macro_rules! dns_providers {
+    ($($feature:literal => $module:literal, $krate:ident;)*) => {
+        /// DNS providers, each behind its cargo feature.
+        fn dns_providers(registry: &mut Registry) {
+            $(
+                #[cfg(feature = $feature)]
+                $krate::register(registry);
+                #[cfg(not(feature = $feature))]
+                registry.not_compiled($module, $feature);
+            )*
+        }
+    };
+}
+
+dns_providers! {
+    "libdns_cloudflare" => "libdns.cloudflare", madmail_libdns_cloudflare;
+    "libdns_rfc2136" => "libdns.rfc2136", madmail_libdns_rfc2136;
 }
