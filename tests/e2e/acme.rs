@@ -9,15 +9,25 @@ use std::time::{Duration, Instant};
 use crate::{Server, WAIT, free_port, madmail, tempdir, text, write};
 
 #[path = "../../crates/acme/tests/common/pebble.rs"]
-mod pebble;
+pub(crate) mod pebble;
 
-/// The serial of the certificate served after STARTTLS, verified against `ca_file`
-/// (`None` while verification fails, e.g. before the first certificate).
+/// The serial of the certificate served for `mail.example.test` after STARTTLS, verified
+/// against `ca_file` (`None` while verification fails, e.g. before the first certificate).
 fn verified_serial(port: u16, ca_file: &std::path::Path) -> Option<String> {
+    verified_serial_for(port, ca_file, "mail.example.test")
+}
+
+/// The serial of the certificate served for `name` (SNI, and the name it must be valid for)
+/// after STARTTLS, verified against `ca_file`.
+pub(crate) fn verified_serial_for(
+    port: u16,
+    ca_file: &std::path::Path,
+    name: &str,
+) -> Option<String> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "openssl s_client -starttls smtp -connect 127.0.0.1:{port} -servername mail.example.test -verify_hostname mail.example.test -CAfile {} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            "openssl s_client -starttls smtp -connect 127.0.0.1:{port} -servername {name} -verify_hostname {name} -CAfile {} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
             ca_file.display()
         ))
         .stderr(Stdio::null())
@@ -30,7 +40,7 @@ fn verified_serial(port: u16, ca_file: &std::path::Path) -> Option<String> {
     (!serial.is_empty()).then_some(serial)
 }
 
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT * 2;
     loop {
         if let Some(v) = f() {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod acme;
+mod acme_dns;
 mod cli;
 mod mail;
 mod run;
