@@ -134,6 +134,27 @@ pub fn free_port() -> u16 {
 }
 
 /// Fails (never skips) when a tool the suite needs is missing: `cargo xtask test` installs it.
+/// The value of the sample `series` (name and labels exactly as exposed) on the `openmetrics`
+/// endpoint at 127.0.0.1:`port`.
+pub fn scrape_metric(port: u16, series: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("openmetrics endpoint: {e}"));
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no {series} in:\n{reply}"))
+}
+
 pub fn require_tool(check: &str, package: &str) {
     let ok = Command::new("sh")
         .args(["-c", check])

@@ -52,7 +52,12 @@ pub const ACME_PACKAGES: &[Package] = &[
 ];
 
 /// Python packages (from PyPI) the tests use as real peers.
-pub const TEST_PYTHON_PACKAGES: &[(&str, &str)] = &[("aiosmtpd", "aiosmtpd")];
+/// (pip requirement, module that imports once it is installed).
+pub const TEST_PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("aiosmtpd", "aiosmtpd"),
+    // moto's stand-in AWS server (`moto_server`), for libdns.route53.
+    ("moto[server]", "moto.server"),
+];
 
 fn have(check: &str) -> bool {
     Command::new("sh")
@@ -117,10 +122,12 @@ pub fn ensure_python(packages: &[(&str, &str)]) -> Result<(), String> {
         return Ok(());
     }
     eprintln!("xtask: pip installing {}", missing.join(", "));
+    // Quoted: `moto[server]` is a glob to the shell.
+    let args: Vec<String> = missing.iter().map(|p| format!("'{p}'")).collect();
     // Debian's python marks its site-packages as externally managed; the flag is harmless
     // where it is not.
     run_sh(&format!(
         "python3 -m pip install --quiet {0} || python3 -m pip install --quiet --break-system-packages {0}",
-        missing.join(" ")
+        args.join(" ")
     ))
 }

@@ -55,6 +55,7 @@ impl StepError {
 }
 
 /// The HTTPS client for one CA.
+#[derive(Clone)]
 pub struct AcmeHttp {
     client: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
 }
@@ -110,6 +111,22 @@ impl AcmeHttp {
             .await
             .map_err(|e| format!("{url}: {}", chain(e.as_ref())))?;
         Ok((response.parts.status, response.parts.headers, body))
+    }
+}
+
+impl AcmeHttp {
+    /// A JSON POST outside ACME (the `notify_webhook`): the reply's status.
+    pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
+        let request = Request::post(url)
+            .header(http::header::USER_AGENT, user_agent())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(BodyWrapper::from(body))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let response = self
+            .request(request)
+            .await
+            .map_err(|e| format!("{url}: {}", chain(&e)))?;
+        Ok(response.parts.status)
     }
 }
 

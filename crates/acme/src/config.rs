@@ -1,15 +1,19 @@
 //! The `tls.loader.acme` block: maddy's directives first, then madmail's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use madmail_config::{Error, Node};
 use madmail_dns::DnsProvider;
 use madmail_module::decode::{no_block, single};
+use madmail_module::delivery::DeliveryTarget;
 use madmail_module::globals::relative_to_file;
 use madmail_module::values::ListenAddr;
 use madmail_module::{Block, Ctx, Definition, Errors};
+
+use crate::export::ExportConfig;
+use crate::notify::NotifyConfig;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -124,6 +128,10 @@ pub struct AcmeConfig {
     pub propagation_delay: Duration,
     /// Resolvers for the propagation check instead of the authoritative nameservers.
     pub resolvers: Vec<madmail_dns::ServerAddr>,
+    /// `notify_*`: who hears about certificate events.
+    pub notify: NotifyConfig,
+    /// `export_path`, `export_owner`, `export_group`.
+    pub export: Option<ExportConfig>,
 }
 
 impl std::fmt::Debug for AcmeConfig {
@@ -278,6 +286,106 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
         .default(Duration::from_secs(120));
     let propagation_delay = block.duration("propagation_delay").default(Duration::ZERO);
     let resolvers = block.custom("resolvers", resolvers).default(Vec::new());
+    let notify_before = block.custom("notify_before", notify_before).default(
+        NotifyConfig::DEFAULT_BEFORE_DAYS
+            .iter()
+            .map(|d| Duration::from_secs(d * 86_400))
+            .collect(),
+    );
+    let notify_to = block
+        .custom("notify_to", |n| {
+            no_block(n)?;
+            if n.args.is_empty() {
+                return Err(Error::at(&n.pos, "notify_to needs at least one address"));
+            }
+            let mut out = Vec::new();
+            for (i, arg) in n.args.iter().enumerate() {
+                match arg.value.split_once('@') {
+                    Some((l, d))
+                        if !l.is_empty()
+                            && !d.is_empty()
+                            && !arg.value.contains(['<', '>', ',', ' ']) =>
+                    {
+                        out.push(arg.value.clone())
+                    }
+                    _ => {
+                        return Err(Error::at(
+                            n.arg_pos(i),
+                            format!("notify_to: {:?} is not an email address", arg.value),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .default(Vec::new());
+    let notify_deliver_to = match block.all("notify_deliver_to").as_slice() {
+        [] => None,
+        [node, rest @ ..] => {
+            for dup in rest {
+                errors.push(Error::at(
+                    &dup.pos,
+                    format!(
+                        "duplicate directive notify_deliver_to (first at {})",
+                        node.pos
+                    ),
+                ));
+            }
+            if node.args.is_empty() {
+                errors.push(Error::at(
+                    &node.pos,
+                    "notify_deliver_to needs a delivery target: notify_deliver_to &name",
+                ));
+                None
+            } else {
+                match ctx.module_from::<dyn DeliveryTarget>(node, 0, "target") {
+                    Ok(target) => Some((target, node.pos.clone())),
+                    Err(e) => {
+                        errors.extend(e);
+                        None
+                    }
+                }
+            }
+        }
+    };
+    let notify_webhook = block.custom("notify_webhook", webhook_url).optional();
+    let notify_command = block
+        .custom("notify_command", |n| {
+            no_block(n)?;
+            let Some(program) = n.args.first() else {
+                return Err(Error::at(&n.pos, "notify_command needs a program to run"));
+            };
+            if !Path::new(&program.value).is_absolute() {
+                return Err(Error::at(
+                    &program.pos,
+                    format!(
+                        "notify_command: {:?} must be an absolute path (the server's PATH is not the shell's)",
+                        program.value
+                    ),
+                ));
+            }
+            Ok(n.args.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
+        })
+        .optional();
+    let notify_command_timeout = block
+        .duration("notify_command_timeout")
+        .default(NotifyConfig::DEFAULT_COMMAND_TIMEOUT);
+    let export_path = block
+        .custom("export_path", |n| {
+            let v = single(n)?;
+            relative_to_file(n, v, 0)
+        })
+        .optional();
+    let export_owner = block
+        .custom("export_owner", |n| {
+            crate::export::id_directive(n, Path::new("/etc/passwd"))
+        })
+        .optional();
+    let export_group = block
+        .custom("export_group", |n| {
+            crate::export::id_directive(n, Path::new("/etc/group"))
+        })
+        .optional();
 
     // Checks across directives, reported at the directive that has to change.
     let node = def.node;
@@ -301,9 +409,35 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
             .map(|c| c.pos.clone())
             .unwrap_or_else(|| node.pos.clone())
     };
+    if !notify_to.is_empty() && notify_deliver_to.is_none() {
+        errors.push(Error::at(
+            &position("notify_to"),
+            "notify_to needs notify_deliver_to &target: the delivery target notices go through (e.g. a target.smtp or storage block)",
+        ));
+    }
+    if notify_to.is_empty()
+        && let Some((_, pos)) = &notify_deliver_to
+    {
+        errors.push(Error::at(
+            pos,
+            "notify_deliver_to is only used with notify_to, which is not set",
+        ));
+    }
+    if (export_owner.is_some() || export_group.is_some()) && export_path.is_none() {
+        let name = if export_owner.is_some() {
+            "export_owner"
+        } else {
+            "export_group"
+        };
+        errors.push(Error::at(
+            &position(name),
+            format!("{name} is only used with export_path, which is not set"),
+        ));
+    }
     for (name, value) in [
         ("check_interval", check_interval),
         ("renewal_timeout", renewal_timeout),
+        ("notify_command_timeout", notify_command_timeout),
     ] {
         if value.is_zero() {
             errors.push(Error::at(
@@ -378,6 +512,7 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
     let Some(hostname) = hostname else {
         return Err(Errors::new());
     };
+    let notice_host = globals.hostname.clone().unwrap_or_else(|| hostname.clone());
     Ok(AcmeConfig {
         label: def.label(),
         debug,
@@ -408,7 +543,67 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
         propagation_timeout,
         propagation_delay,
         resolvers,
+        notify: NotifyConfig {
+            before: notify_before,
+            to: notify_to,
+            deliver_to: notify_deliver_to.map(|(t, _)| t),
+            from: format!("postmaster@{notice_host}"),
+            hostname: notice_host,
+            webhook: notify_webhook,
+            command: notify_command,
+            command_timeout: notify_command_timeout,
+        },
+        export: export_path.map(|dir| ExportConfig {
+            dir,
+            owner: export_owner,
+            group: export_group,
+        }),
     })
+}
+
+/// `notify_before DURATION...`: thresholds, largest first, without duplicates.
+fn notify_before(n: &Node) -> Result<Vec<Duration>, Error> {
+    no_block(n)?;
+    if n.args.is_empty() {
+        return Err(Error::at(
+            &n.pos,
+            "notify_before needs at least one duration",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, arg) in n.args.iter().enumerate() {
+        let d = madmail_module::values::duration(&arg.value)
+            .map_err(|e| Error::at(n.arg_pos(i), format!("notify_before: {e}")))?;
+        if d.is_zero() {
+            return Err(Error::at(
+                n.arg_pos(i),
+                "notify_before: a threshold must be longer than 0",
+            ));
+        }
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(out)
+}
+
+/// `notify_webhook URL`: http or https with a host.
+fn webhook_url(n: &Node) -> Result<String, Error> {
+    let v = single(n)?;
+    let uri: http::Uri = v.parse().map_err(|e| {
+        Error::at(
+            n.arg_pos(0),
+            format!("notify_webhook: {v:?} is not a URL: {e}"),
+        )
+    })?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(v.to_owned()),
+        _ => Err(Error::at(
+            n.arg_pos(0),
+            format!("notify_webhook: {v:?}: expected an http:// or https:// URL"),
+        )),
+    }
 }
 
 fn single_dns_name(n: &Node) -> Result<String, Error> {

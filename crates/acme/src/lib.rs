@@ -17,11 +17,15 @@
 //! [`madmail_dns::DnsProvider`].
 
 mod client;
+pub mod clock;
 mod config;
 pub mod control;
 mod engine;
+pub mod events;
+mod export;
 mod http01;
 mod loader;
+mod notify;
 mod preflight;
 mod schedule;
 mod status;

@@ -7,10 +7,12 @@
 //! listeners and starts one scheduler task per certificate; `stop` cancels them (an
 //! abandoned order withdraws its challenge responses).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use madmail_module::metrics::{Collector, Histogram, MetricsWriter};
 use madmail_module::{Built, Capabilities, Ctx, Definition, Errors, Kind, Lifecycle, ModuleSpec};
 use madmail_tls::{CertSet, CertificateSource, LoadedCert, SniResolver};
 use rustls::pki_types::CertificateDer;
@@ -20,11 +22,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, AcmeConfig};
 use crate::engine::{Engine, issuer_name};
+use crate::events::{Event, EventKind};
+use crate::notify::Notifier;
 use crate::schedule::{self, retry_delay};
 use crate::status::{self, CertFacts, CertStatus};
-use crate::storage::{AriWindow, IssuerData, LastError, Meta, StoreError, blocking};
+use crate::storage::{AriWindow, IssuerData, LastError, Meta, Notices, StoreError, blocking};
 
 pub const SPEC: ModuleSpec = ModuleSpec {
     name: "tls.loader.acme",
@@ -37,6 +42,9 @@ fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
     let cfg = config::decode(def, ctx)?;
     let loader = AcmeLoader::new(cfg).map_err(|e| Errors::at(&def.node.pos, e))?;
     let loader = Arc::new(loader);
+    ctx.globals()
+        .metrics
+        .register(Arc::new(LoaderMetrics(loader.inner.clone())));
     Ok(Built::new(
         Capabilities::new()
             .with::<dyn CertificateSource>(loader.clone())
@@ -100,6 +108,77 @@ struct Inner {
     engine: Arc<Engine>,
     groups: Vec<Arc<Group>>,
     run: Mutex<Option<(CancellationToken, Vec<JoinHandle<()>>)>>,
+    clock: Mutex<Arc<dyn Clock>>,
+    notifier: Notifier,
+    renewals_succeeded: AtomicU64,
+    renewals_failed: AtomicU64,
+    order_duration: Histogram,
+}
+
+/// Order durations in seconds: a Pebble order takes well under a second, a dns-01 order with
+/// a slow provider minutes.
+const ORDER_DURATION_BUCKETS: [f64; 10] =
+    [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// The loader's side of `/metrics`.
+struct LoaderMetrics(Arc<Inner>);
+
+impl Collector for LoaderMetrics {
+    fn collect(&self, out: &mut MetricsWriter) {
+        let inner = &self.0;
+        let label = inner.engine.cfg.label.as_str();
+        let seconds = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        for group in &inner.groups {
+            let state = lock(&group.state);
+            let name = group.names[0].as_str();
+            let labels = [("loader", label), ("name", name)];
+            if let Some(current) = &state.current {
+                out.gauge(
+                    "madmail_tls_cert_not_after_seconds",
+                    "When the certificate in use expires (Unix time).",
+                    &labels,
+                    seconds(current.facts.not_after),
+                );
+                out.gauge(
+                    "madmail_tls_cert_not_before_seconds",
+                    "When the certificate in use became valid (Unix time).",
+                    &labels,
+                    seconds(current.facts.not_before),
+                );
+            }
+            if let Some(error) = &state.meta.last_error {
+                out.gauge(
+                    "madmail_acme_last_error_timestamp_seconds",
+                    "When the last failed attempt for the certificate happened (Unix time); absent after a success.",
+                    &labels,
+                    seconds(error.time),
+                );
+            }
+        }
+        let help = "Certificate orders by result (success: a new certificate is in use).";
+        out.counter(
+            "madmail_acme_renewals_total",
+            help,
+            &[("loader", label), ("result", "success")],
+            inner.renewals_succeeded.load(Ordering::Relaxed) as f64,
+        );
+        out.counter(
+            "madmail_acme_renewals_total",
+            help,
+            &[("loader", label), ("result", "failure")],
+            inner.renewals_failed.load(Ordering::Relaxed) as f64,
+        );
+        out.histogram(
+            "madmail_acme_order_duration_seconds",
+            "How long certificate orders took, successful or not.",
+            &[("loader", label)],
+            &inner.order_duration.snapshot(),
+        );
+    }
 }
 
 /// A `tls.loader.acme` instance. Besides [`CertificateSource`] it is offered as itself, so
@@ -136,6 +215,17 @@ impl CertificateSource for AcmeLoader {
             Vec::new()
         }
     }
+}
+
+/// The notices record of the certificate `serial`, started afresh for a new certificate.
+fn notices_for<'a>(meta: &'a mut Meta, serial: &str) -> &'a mut Notices {
+    if meta.notices.as_ref().is_none_or(|n| n.serial != serial) {
+        meta.notices = Some(Notices {
+            serial: serial.to_owned(),
+            ..Notices::default()
+        });
+    }
+    meta.notices.get_or_insert_with(Notices::default)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -189,14 +279,37 @@ impl AcmeLoader {
                 })
             })
             .collect();
+        let webhook_client = match &cfg.notify.webhook {
+            Some(_) => Some(crate::client::AcmeHttp::new(
+                crate::client::AcmeHttp::tls_config(&cfg.trusted_roots)
+                    .map_err(|e| format!("tls.loader.acme: notify_webhook: {e}"))?,
+            )),
+            None => None,
+        };
+        let notifier = Notifier::new(cfg.notify.clone(), webhook_client);
         let engine = Arc::new(Engine::new(Arc::new(cfg), resolver));
         Ok(AcmeLoader {
             inner: Arc::new(Inner {
                 engine,
                 groups,
                 run: Mutex::new(None),
+                clock: Mutex::new(Arc::new(SystemClock)),
+                notifier,
+                renewals_succeeded: AtomicU64::new(0),
+                renewals_failed: AtomicU64::new(0),
+                order_duration: Histogram::new(&ORDER_DURATION_BUCKETS),
             }),
         })
+    }
+
+    /// Replaces the clock renewals and notices go by (tests move it by days).
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *lock(&self.inner.clock) = clock;
+    }
+
+    /// Waits until every notice sent so far has been delivered or given up on.
+    pub async fn flush_notices(&self) {
+        self.inner.notifier.flush().await;
     }
 
     /// The instance name (`--loader`).
@@ -218,7 +331,7 @@ impl AcmeLoader {
                 .await
                 .unwrap_or_default();
         }
-        let now = SystemTime::now();
+        let now = inner.now();
         inner
             .groups
             .iter()
@@ -319,6 +432,7 @@ impl Lifecycle for AcmeLoader {
             }
         }
         self.inner.engine.release_listeners().await;
+        self.inner.notifier.flush().await;
     }
 }
 
@@ -336,6 +450,10 @@ impl AcmeLoader {
 }
 
 impl Inner {
+    fn now(&self) -> SystemTime {
+        lock(&self.clock).now()
+    }
+
     fn select(&self, name: Option<&str>) -> Vec<Arc<Group>> {
         let wanted = name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
         self.groups
@@ -394,7 +512,7 @@ impl Inner {
             tracing::info!(names = ?group.names, has = ?loaded.names, "the stored certificate does not cover every name; a new one will be ordered");
             return Ok(false);
         }
-        if loaded.not_after <= SystemTime::now() {
+        if loaded.not_after <= self.now() {
             tracing::warn!(names = ?group.names, "the stored certificate has expired");
             return Ok(false);
         }
@@ -409,6 +527,21 @@ impl Inner {
         let current = current_from(&loaded, key_pem, meta.issuer.clone());
         tracing::info!(names = ?group.names, serial = %loaded.serial, not_after = %crate::time_fmt::format(loaded.not_after), "serving stored certificate");
         self.serve(group, current);
+        if let Some(export) = &self.engine.cfg.export {
+            match crate::export::export(
+                export,
+                name,
+                &loaded.serial,
+                &stored.cert_pem,
+                &stored.key_pem,
+            ) {
+                Ok(true) => tracing::info!(names = ?group.names, "certificate exported"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(names = ?group.names, error = %e, "exporting the certificate failed")
+                }
+            }
+        }
         Ok(true)
     }
 
@@ -451,7 +584,7 @@ impl Inner {
 
     /// Status from the store alone (blocking reads).
     fn offline_status(&self) -> Vec<CertStatus> {
-        let now = SystemTime::now();
+        let now = self.now();
         let ca = self.ca();
         self.groups
             .iter()
@@ -504,7 +637,7 @@ impl Inner {
             let g = group.clone();
             let _ = blocking(move || this.load_group(&g)).await;
             self.refresh_ari(&group, &stop).await;
-            let now = SystemTime::now();
+            let now = self.now();
             let (due, _) = {
                 let state = lock(&group.state);
                 let facts = state.current.as_ref().map(|c| c.facts.clone());
@@ -523,6 +656,8 @@ impl Inner {
                 }
                 continue;
             }
+            // Waiting for a retry after failures: the certificate may be running out.
+            self.check_expiring(&group).await;
             let mut sleep = due.duration_since(now).unwrap_or_default().min(interval);
             let ari_refresh = lock(&group.state)
                 .meta
@@ -554,7 +689,7 @@ impl Inner {
                 Some(ari)
                     if state.meta.serial.as_deref() == Some(current.facts.serial.as_str()) =>
                 {
-                    ari.refresh_after <= SystemTime::now()
+                    ari.refresh_after <= self.now()
                 }
                 _ => true,
             };
@@ -563,7 +698,9 @@ impl Inner {
         if !due {
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // No longer than an attempt may take: a CA that is down must not hold up the round.
+        let deadline =
+            Instant::now() + self.engine.cfg.renewal_timeout.min(Duration::from_secs(60));
         let result = tokio::select! {
             () = stop.cancelled() => return,
             r = self.engine.renewal_info(self.ca(), &cert, deadline) => r,
@@ -600,14 +737,37 @@ impl Inner {
                 &state.meta,
                 self.engine.cfg.renew_before,
                 state.retry_at,
-                SystemTime::now(),
+                self.now(),
             );
             state.meta.next_renewal = Some(next);
             state.meta.next_renewal_reason = reason;
             tracing::debug!(names = ?group.names, chosen = %crate::time_fmt::format(chosen), "renewal window from the CA");
-            state.meta.clone()
+            // The CA wants it replaced before it would be renewed anyway: revoked, or a
+            // problem at the CA. Told once per certificate.
+            let early = facts.as_ref().filter(|f| {
+                let (normal, _) = schedule::renewal_time(
+                    f.not_before,
+                    f.not_after,
+                    self.engine.cfg.renew_before,
+                    None,
+                );
+                info.end < normal
+            });
+            let tell = match early {
+                Some(f) => {
+                    let notices = notices_for(&mut state.meta, &f.serial);
+                    !std::mem::replace(&mut notices.replace_early, true)
+                }
+                None => false,
+            };
+            (state.meta.clone(), tell)
         };
+        let (meta, tell) = meta;
         self.save_meta(group, meta).await;
+        if tell {
+            self.notifier
+                .notify(self.event(group, EventKind::RevokedOrReplaced));
+        }
     }
 
     async fn save_meta(&self, group: &Group, meta: Meta) {
@@ -626,9 +786,9 @@ impl Inner {
             &state.meta,
             self.engine.cfg.renew_before,
             None,
-            SystemTime::now(),
+            self.now(),
         );
-        due <= SystemTime::now()
+        due <= self.now()
     }
 
     /// One attempt to renew (or first obtain) `group`'s certificate.
@@ -638,8 +798,20 @@ impl Inner {
             return Outcome::NotDue;
         }
         lock(&group.state).renewing = true;
+        let started = Instant::now();
         let outcome = self.attempt_locked(group, force).await;
         lock(&group.state).renewing = false;
+        match &outcome {
+            Outcome::Renewed { .. } => {
+                self.renewals_succeeded.fetch_add(1, Ordering::Relaxed);
+                self.order_duration.observe(started.elapsed().as_secs_f64());
+            }
+            Outcome::Failed { .. } => {
+                self.renewals_failed.fetch_add(1, Ordering::Relaxed);
+                self.order_duration.observe(started.elapsed().as_secs_f64());
+            }
+            _ => {}
+        }
         outcome
     }
 
@@ -757,13 +929,8 @@ impl Inner {
             not_after: Some(facts.not_after),
             ..Meta::default()
         };
-        let (next, reason) = status::next_attempt(
-            Some(&facts),
-            &meta,
-            cfg.renew_before,
-            None,
-            SystemTime::now(),
-        );
+        let (next, reason) =
+            status::next_attempt(Some(&facts), &meta, cfg.renew_before, None, self.now());
         meta.next_renewal = Some(next);
         meta.next_renewal_reason = reason;
         let saved = {
@@ -779,12 +946,21 @@ impl Inner {
             // Served anyway: it is valid, and losing it at the next restart only costs an order.
             tracing::error!(names = ?group.names, error = %e, "storing the new certificate failed");
         }
+        let first = lock(&group.state).current.is_none();
         self.serve(group, current);
         {
             let mut state = lock(&group.state);
             state.meta = meta;
             state.retry_at = None;
         }
+        self.export(group, &facts.serial, &issued.cert_pem, &issued.key_pem)
+            .await;
+        let kind = if first {
+            EventKind::Obtained
+        } else {
+            EventKind::Renewed
+        };
+        self.notifier.notify(self.event(group, kind));
         tracing::info!(
             names = ?group.names,
             serial = %facts.serial,
@@ -801,7 +977,7 @@ impl Inner {
 
     /// Records a failed attempt: backoff, last error, metadata.
     async fn failed(&self, group: &Group, error: String, retry_at: Option<SystemTime>) -> Outcome {
-        let now = SystemTime::now();
+        let now = self.now();
         let meta = {
             let mut state = lock(&group.state);
             let (failures, first) = match &state.meta.last_error {
@@ -841,7 +1017,106 @@ impl Inner {
             state.meta.clone()
         };
         self.save_meta(group, meta).await;
+        let mut event = self.event(group, EventKind::RenewalFailed);
+        event.error = Some(error.clone());
+        self.notifier.notify(event);
+        self.check_expiring(group).await;
         Outcome::Failed { error }
+    }
+
+    /// The event `kind` about `group`'s certificate in use, as things stand.
+    fn event(&self, group: &Group, kind: EventKind) -> Event {
+        let state = lock(&group.state);
+        let facts = state.current.as_ref().map(|c| c.facts.clone());
+        let (cert_path, key_path) = match &self.engine.cfg.export {
+            Some(export) => crate::export::paths(&export.dir, &group.names[0]),
+            None => {
+                let files = self.engine.store.cert_files(self.ca(), &group.names[0]);
+                (files.cert, files.key)
+            }
+        };
+        Event {
+            kind,
+            loader: self.engine.cfg.label.clone(),
+            names: group.names.clone(),
+            serial: facts.as_ref().map(|f| f.serial.clone()),
+            not_before: facts.as_ref().map(|f| f.not_before),
+            not_after: facts.as_ref().map(|f| f.not_after),
+            error: None,
+            next_retry: state.retry_at,
+            threshold: None,
+            time: self.now(),
+            cert_path,
+            key_path,
+        }
+    }
+
+    /// Sends the `expiring` notice that is due, if one is (see [`crate::events::expiring_due`]),
+    /// and records it in the metadata first, so no restart repeats it.
+    async fn check_expiring(&self, group: &Group) {
+        let now = self.now();
+        let due = {
+            let mut state = lock(&group.state);
+            let Some(facts) = state.current.as_ref().map(|c| c.facts.clone()) else {
+                return;
+            };
+            let (renewal, _) = schedule::renewal_time(
+                facts.not_before,
+                facts.not_after,
+                self.engine.cfg.renew_before,
+                state.meta.ari.as_ref().map(|a| a.chosen),
+            );
+            let notices = notices_for(&mut state.meta, &facts.serial);
+            let due = crate::events::expiring_due(
+                facts.not_after,
+                renewal,
+                &self.notifier.config().before,
+                &notices.expiring,
+                now,
+            );
+            match due {
+                Some((threshold, record)) => {
+                    notices.expiring = record;
+                    Some((threshold, state.meta.clone()))
+                }
+                None => None,
+            }
+        };
+        let Some((threshold, meta)) = due else {
+            return;
+        };
+        self.save_meta(group, meta).await;
+        let mut event = self.event(group, EventKind::Expiring);
+        event.threshold = Some(threshold);
+        self.notifier.notify(event);
+    }
+
+    /// Writes the certificate to `export_path`, if set (errors are logged: the certificate
+    /// is served regardless).
+    async fn export(&self, group: &Group, serial: &str, chain_pem: &str, key_pem: &str) {
+        let Some(export) = self.engine.cfg.export.clone() else {
+            return;
+        };
+        let name = group.names[0].clone();
+        let (serial, chain, key) = (
+            serial.to_owned(),
+            chain_pem.as_bytes().to_vec(),
+            key_pem.as_bytes().to_vec(),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            crate::export::export(&export, &name, &serial, &chain, &key)
+        })
+        .await;
+        match result {
+            Ok(Ok(true)) => tracing::info!(names = ?group.names, "certificate exported"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(names = ?group.names, error = %e, "exporting the certificate failed")
+            }
+            Err(e) => {
+                tracing::error!(names = ?group.names, error = %e, "exporting the certificate failed")
+            }
+        }
     }
 
     async fn dry_run(&self, group: &Group) -> Outcome {

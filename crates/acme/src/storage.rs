@@ -141,6 +141,22 @@ pub struct Meta {
     pub next_renewal: Option<SystemTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_renewal_reason: Option<RenewalReason>,
+    /// Notices sent about this certificate (madmail's own field; certmagic ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notices: Option<Notices>,
+}
+
+/// Which one-time notices were sent for the certificate with `serial`, so that none repeats
+/// after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notices {
+    pub serial: String,
+    /// `expiring` thresholds sent, in seconds.
+    #[serde(default)]
+    pub expiring: Vec<u64>,
+    /// `revoked_or_replaced` was sent.
+    #[serde(default)]
+    pub replace_early: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,3 +173,78 @@ fn trusted_roots_are_read_at_build() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn notify_and_export_directives() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "hostname mx.example.org\nstorage.maildir ops {{\n  root {maildir}\n}}\n{}",
+        with_endpoint(
+            "  agreed\n  challenge http-01\n  notify_before 2d 10d 2d\n  notify_to a@example.org b@example.org\n  notify_deliver_to &ops\n  notify_webhook https://hooks.example.org/cert\n  notify_command /usr/local/bin/deploy --reload dovecot\n  notify_command_timeout 5s\n  export_path export\n  export_owner 0\n  export_group root"
+        ),
+        maildir = dir.path().join("maildir").display(),
+    );
+    let loaded = load_config(dir.path(), &text).unwrap();
+    let acme = loader(&loaded);
+    let cfg = acme.config();
+    let day = std::time::Duration::from_secs(86_400);
+    // Largest first, duplicates gone.
+    assert_eq!(cfg.notify.before, [day * 10, day * 2]);
+    assert_eq!(cfg.notify.to, ["a@example.org", "b@example.org"]);
+    assert!(cfg.notify.deliver_to.is_some());
+    assert_eq!(cfg.notify.from, "postmaster@mx.example.org");
+    assert_eq!(
+        cfg.notify.webhook.as_deref(),
+        Some("https://hooks.example.org/cert")
+    );
+    assert_eq!(
+        cfg.notify.command.as_deref().unwrap(),
+        ["/usr/local/bin/deploy", "--reload", "dovecot"]
+    );
+    assert_eq!(cfg.notify.command_timeout, std::time::Duration::from_secs(5));
+    let export = cfg.export.as_ref().unwrap();
+    assert_eq!(export.dir, dir.path().join("export"));
+    assert_eq!((export.owner, export.group), (Some(0), Some(0)));
+
+    // Defaults.
+    let text = with_endpoint("  hostname mx.example.org\n  agreed\n  challenge http-01");
+    let loaded = load_config(dir.path(), &text).unwrap();
+    let acme = loader(&loaded);
+    let cfg = acme.config();
+    assert_eq!(
+        cfg.notify.before,
+        [30, 14, 7, 3, 1].map(|d| day * d)
+    );
+    assert!(cfg.notify.to.is_empty() && cfg.notify.webhook.is_none());
+    assert_eq!(cfg.notify.command_timeout, std::time::Duration::from_secs(60));
+    assert!(cfg.export.is_none());
+}
+
+#[test]
+fn notify_and_export_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_endpoint(
+        "  hostname mx.example.org\n  agreed\n  challenge http-01\n  notify_to ops\n  notify_webhook ftp://x/\n  notify_command deploy.sh\n  notify_before 0s\n  export_group no-such-group-here\n  notify_command_timeout 0s",
+    );
+    assert_eq!(
+        config_errors(dir.path(), &text),
+        [
+            "5:13: notify_to: \"ops\" is not an email address",
+            "6:18: notify_webhook: \"ftp://x/\": expected an http:// or https:// URL",
+            "7:18: notify_command: \"deploy.sh\" must be an absolute path (the server's PATH is not the shell's)",
+            "8:17: notify_before: a threshold must be longer than 0",
+            "9:16: export_group: no \"no-such-group-here\" in /etc/group; give a number instead",
+            "10:3: notify_command_timeout must be longer than 0",
+        ]
+    );
+    let text = with_endpoint(
+        "  hostname mx.example.org\n  agreed\n  challenge http-01\n  notify_to ops@example.org\n  export_owner 0",
+    );
+    assert_eq!(
+        config_errors(dir.path(), &text),
+        [
+            "5:3: notify_to needs notify_deliver_to &target: the delivery target notices go through (e.g. a target.smtp or storage block)",
+            "6:3: export_owner is only used with export_path, which is not set",
+        ]
+    );
+}

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use madmail_config::{Error, Node};
 
 use crate::decode::{Block, no_block};
+use crate::metrics::Metrics;
 use crate::{Ctx, Errors};
 
 /// The names that are global directives at the top level (maddy's, same meanings).
@@ -44,6 +46,9 @@ pub struct Globals {
     /// Empty for `log off`.
     pub log: Vec<LogTarget>,
     pub debug: bool,
+    /// The collectors of this configuration: modules register theirs while built, the
+    /// `openmetrics` endpoint renders them. Fresh for every configuration load.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Globals {
@@ -56,6 +61,7 @@ impl Default for Globals {
             runtime_dir: DEFAULT_RUNTIME_DIR.into(),
             log: vec![LogTarget::Stderr],
             debug: false,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 }

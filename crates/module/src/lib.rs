@@ -11,6 +11,8 @@
 //! - [`Capabilities`]: what an instance can be used as; modules find each other only through
 //!   these interfaces, never through concrete types.
 //! - [`Running`]: start in initialisation order, stop in reverse.
+//! - [`metrics`]: collectors modules register (`ctx.globals().metrics`), rendered in the
+//!   Prometheus text format.
 //!
 //! It must not contain modules, parse configuration text (that is `madmail-config`) or do I/O
 //! at build time: constructors read configuration; `Lifecycle::start` acts.
@@ -24,6 +26,7 @@ mod errors;
 pub mod globals;
 mod lifecycle;
 pub mod maddy;
+pub mod metrics;
 pub mod modify;
 mod registry;
 mod suggest;

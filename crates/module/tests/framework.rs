@@ -342,3 +342,43 @@ fn one_place_in_the_config_is_one_instance() {
         .collect();
     assert_eq!(inits, ["init target.test"]);
 }
+
+/// `metered NAME {}`: registers a collector with the configuration's metrics when built.
+fn build_metered(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
+    struct Named(String);
+    impl madmail_module::metrics::Collector for Named {
+        fn collect(&self, out: &mut madmail_module::metrics::MetricsWriter) {
+            out.gauge("test_up", "Built instances.", &[("name", &self.0)], 1.0);
+        }
+    }
+    Block::new(def.node, ctx.globals()).finish()?;
+    ctx.globals().metrics.register(Arc::new(Named(def.label())));
+    Ok(Built::new(
+        Capabilities::new().with::<dyn DeliveryTarget>(Arc::new(NullTarget)),
+    ))
+}
+
+#[test]
+fn modules_register_collectors_with_a_fresh_metrics_per_load() {
+    let _g = guard();
+    let mut r = registry();
+    r.register(ModuleSpec {
+        name: "metered",
+        kind: Kind::Named,
+        build: build_metered,
+        summary: "registers a collector",
+    });
+    let text = "hostname mx.example.org\n\
+                metered m1 { }\n\
+                test_endpoint tcp://127.0.0.1:2525 {\n    deliver_to &m1\n}\n";
+    let first = madmail_module::testing::load_str(&r, text).unwrap();
+    let second = madmail_module::testing::load_str(&r, text).unwrap();
+    assert!(!Arc::ptr_eq(
+        &first.globals.metrics,
+        &second.globals.metrics
+    ));
+    let expected =
+        "# HELP test_up Built instances.\n# TYPE test_up gauge\ntest_up{name=\"m1\"} 1\n";
+    assert_eq!(first.globals.metrics.render(), expected);
+    assert_eq!(second.globals.metrics.render(), expected);
+}

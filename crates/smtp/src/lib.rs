@@ -10,7 +10,9 @@
 //! Each endpoint speaks ESMTP with PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, SIZE,
 //! CHUNKING (BDAT), STARTTLS (`tcp://`) or implicit TLS (`tls://`), AUTH PLAIN and LOGIN and
 //! LIMITS (RFC 9422), then hands every message, with a `Received:` trace header, to its
-//! message pipeline (`madmail-pipeline`) built from the rest of its block.
+//! message pipeline (`madmail-pipeline`) built from the rest of its block. Each endpoint
+//! registers its [`Counters`] with the configuration's metrics (`madmail_smtp_*`, labelled
+//! `endpoint` and `listen`), which the `openmetrics` endpoint serves.
 //!
 //! This crate must not route or store mail (the pipeline and targets do) nor build TLS
 //! configurations itself (`madmail-tls` does); it owns the protocol and its defences: bounded
@@ -91,6 +93,19 @@ fn build(protocol: Protocol, def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<
         }
     };
     let counters = settings.counters.clone();
+    let listen = def
+        .args
+        .iter()
+        .map(|a| a.value.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    ctx.globals()
+        .metrics
+        .register(Arc::new(metrics::EndpointCollector::new(
+            protocol.name(),
+            listen,
+            counters.clone(),
+        )));
     let endpoint = Arc::new(server::Endpoint::new(Arc::new(settings), addrs));
     Ok(Built::new(Capabilities::new().with::<Counters>(counters)).with_lifecycle(endpoint))
 }

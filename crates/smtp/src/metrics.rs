@@ -1,7 +1,11 @@
 //! Counters an endpoint keeps for monitoring. They are plain atomics so that updating them costs
-//! next to nothing on the hot path; an exporter reads them with [`Counters::snapshot`].
+//! next to nothing on the hot path; an exporter reads them with [`Counters::snapshot`], and the
+//! endpoint's [`EndpointCollector`] writes them as `madmail_smtp_*` metrics.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use madmail_module::metrics::{Collector, MetricsWriter};
 
 /// What one endpoint (one `smtp`, `submission` or `lmtp` block) has seen since it was built.
 /// An endpoint offers its `Arc<Counters>` as a capability of its instance.
@@ -93,5 +97,85 @@ pub(crate) struct SessionGuard(std::sync::Arc<Counters>);
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.0.active_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes one endpoint's counters as metrics, labelled with the module (`endpoint`: smtp,
+/// submission or lmtp) and its listen addresses as written (`listen`, comma-joined).
+pub(crate) struct EndpointCollector {
+    endpoint: &'static str,
+    listen: String,
+    counters: Arc<Counters>,
+}
+
+impl EndpointCollector {
+    pub(crate) fn new(endpoint: &'static str, listen: String, counters: Arc<Counters>) -> Self {
+        EndpointCollector {
+            endpoint,
+            listen,
+            counters,
+        }
+    }
+}
+
+/// Reads one counter from a snapshot.
+type Read = fn(&CountersSnapshot) -> u64;
+
+/// The counters, with their metric names and help texts.
+const COUNTERS: &[(&str, &str, Read)] = &[
+    (
+        "madmail_smtp_connections_total",
+        "Connections accepted by the listeners, including refused ones.",
+        |s| s.connections,
+    ),
+    (
+        "madmail_smtp_connections_refused_total",
+        "Connections closed at once because of max_connections or max_connections_per_ip.",
+        |s| s.connections_refused,
+    ),
+    (
+        "madmail_smtp_tls_handshake_failures_total",
+        "TLS handshakes (implicit TLS or STARTTLS) that failed or timed out.",
+        |s| s.tls_handshake_failures,
+    ),
+    (
+        "madmail_smtp_auth_failures_total",
+        "AUTH attempts refused (wrong credentials or backend failure).",
+        |s| s.auth_failures,
+    ),
+    (
+        "madmail_smtp_messages_accepted_total",
+        "Messages accepted (LMTP: per recipient).",
+        |s| s.messages_accepted,
+    ),
+    (
+        "madmail_smtp_messages_rejected_total",
+        "Message transfers (DATA/BDAT) answered with an error (LMTP: per recipient).",
+        |s| s.messages_rejected,
+    ),
+    (
+        "madmail_smtp_recipients_rejected_total",
+        "RCPT commands answered with an error.",
+        |s| s.recipients_rejected,
+    ),
+];
+
+impl Collector for EndpointCollector {
+    fn collect(&self, out: &mut MetricsWriter) {
+        let snapshot = self.counters.snapshot();
+        let labels = [
+            ("endpoint", self.endpoint),
+            ("listen", self.listen.as_str()),
+        ];
+        // `as f64` is exact below 2^53.
+        for (name, help, value) in COUNTERS {
+            out.counter(name, help, &labels, value(&snapshot) as f64);
+        }
+        out.gauge(
+            "madmail_smtp_active_sessions",
+            "Sessions open now.",
+            &labels,
+            snapshot.active_sessions as f64,
+        );
     }
 }

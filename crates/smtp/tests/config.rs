@@ -375,3 +375,111 @@ async fn lmtp_relative_socket_lives_in_the_runtime_dir() {
     running.stop().await;
     assert!(!path.exists());
 }
+
+/// The value of the sample `name{labels}` in rendered metrics.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn endpoints_report_their_counters_as_metrics() {
+    let (mx, sub) = (free_port(), free_port());
+    let loaded = try_load(&format!(
+        "hostname mx.test\ntls off\n\
+         smtp tcp://127.0.0.1:{mx} unix:///tmp/madmail-smtp-metrics-{mx}.sock {{\n  deliver_to test_relay metrics_out\n}}\n\
+         submission tcp://127.0.0.1:{sub} {{\n  auth auth.test\n  deliver_to test_relay metrics_sub\n}}\n"
+    ))
+    .unwrap();
+    let smtp = format!(
+        "{{endpoint=\"smtp\",listen=\"tcp://127.0.0.1:{mx},unix:///tmp/madmail-smtp-metrics-{mx}.sock\"}}"
+    );
+    let submission = format!("{{endpoint=\"submission\",listen=\"tcp://127.0.0.1:{sub}\"}}");
+    let before = loaded.globals.metrics.render();
+    for name in [
+        "madmail_smtp_connections_total",
+        "madmail_smtp_connections_refused_total",
+        "madmail_smtp_tls_handshake_failures_total",
+        "madmail_smtp_auth_failures_total",
+        "madmail_smtp_messages_accepted_total",
+        "madmail_smtp_messages_rejected_total",
+        "madmail_smtp_recipients_rejected_total",
+        "madmail_smtp_active_sessions",
+    ] {
+        assert_eq!(
+            before.matches(&format!("# TYPE {name} ")).count(),
+            1,
+            "{before}"
+        );
+        assert_eq!(
+            sample(&before, &format!("{name}{smtp}")),
+            Some(0.0),
+            "{before}"
+        );
+        assert_eq!(sample(&before, &format!("{name}{submission}")), Some(0.0));
+    }
+    assert!(before.contains("# TYPE madmail_smtp_active_sessions gauge\n"));
+    assert!(before.contains("# TYPE madmail_smtp_connections_total counter\n"));
+
+    let mut running = Running::start(&loaded.instances).await.unwrap();
+    // The MX refuses to relay: one rejected recipient.
+    let replies = transaction(mx, false, "someone@elsewhere.example").await;
+    assert_eq!(replies[3], "550 5.7.1 relaying denied", "{replies:?}");
+    // A wrong password on submission: one auth failure.
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", sub))
+        .await
+        .unwrap();
+    let mut s = BufReader::new(stream);
+    read_reply(&mut s).await;
+    for (cmd, code) in [
+        ("EHLO client", "250"),
+        ("AUTH PLAIN AGFsaWNlAHdyb25n", "535"),
+    ] {
+        s.get_mut()
+            .write_all(format!("{cmd}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let reply = read_reply(&mut s).await;
+        assert!(reply.starts_with(code), "{cmd}: {reply}");
+    }
+    // This session is still open.
+    let during = loaded.globals.metrics.render();
+    assert_eq!(
+        sample(
+            &during,
+            &format!("madmail_smtp_active_sessions{submission}")
+        ),
+        Some(1.0),
+        "{during}"
+    );
+    drop(s);
+
+    let after = loaded.globals.metrics.render();
+    for (name, series, value) in [
+        ("madmail_smtp_connections_total", &smtp, 1.0),
+        ("madmail_smtp_recipients_rejected_total", &smtp, 1.0),
+        ("madmail_smtp_messages_accepted_total", &smtp, 0.0),
+        ("madmail_smtp_auth_failures_total", &smtp, 0.0),
+        ("madmail_smtp_connections_total", &submission, 1.0),
+        ("madmail_smtp_auth_failures_total", &submission, 1.0),
+        ("madmail_smtp_recipients_rejected_total", &submission, 0.0),
+    ] {
+        assert_eq!(
+            sample(&after, &format!("{name}{series}")),
+            Some(value),
+            "{name}{series} in:\n{after}"
+        );
+    }
+    // The session ends once the server has seen the client go.
+    let mut idle = false;
+    for _ in 0..100 {
+        let text = loaded.globals.metrics.render();
+        if sample(&text, &format!("madmail_smtp_active_sessions{submission}")) == Some(0.0) {
+            idle = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(idle, "the submission session never ended");
+    running.stop().await;
+}

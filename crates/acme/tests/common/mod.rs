@@ -42,6 +42,7 @@ pub fn registry() -> Registry {
     madmail_tls::register(&mut r);
     madmail_acme::register(&mut r);
     madmail_libdns_rfc2136::register(&mut r);
+    madmail_target::register(&mut r);
     r.register(ModuleSpec {
         name: "test_tls",
         kind: Kind::Endpoint,

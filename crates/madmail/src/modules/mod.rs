@@ -14,6 +14,7 @@ pub fn registry() -> Registry {
     madmail_pipeline::register(&mut registry);
     madmail_target::register(&mut registry);
     madmail_smtp::register(&mut registry);
+    madmail_openmetrics::register(&mut registry);
     madmail_acme::register(&mut registry);
     dns_providers(&mut registry);
     registry

@@ -1,0 +1,350 @@
+//! Telling the operator about [`Event`]s through the channels of `tls.loader.acme`: the log
+//! (always), a mail through a delivery target (`notify_to`, `notify_deliver_to`), a webhook
+//! (`notify_webhook`) and a command (`notify_command`). Every channel but the log runs in the
+//! background and retries on its own; none can hold up or fail a renewal.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use madmail_module::delivery::{DeliveryTarget, Envelope};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+use tokio::io::AsyncReadExt;
+use tokio_util::task::TaskTracker;
+
+use crate::client::AcmeHttp;
+use crate::events::{Event, EventKind};
+
+/// Webhook attempts (1 s, 2 s, 4 s, 8 s apart) before the event is given up on that channel.
+const WEBHOOK_ATTEMPTS: u32 = 5;
+/// Mail delivery attempts (5 s, 30 s apart) on temporary failures.
+const MAIL_RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(30)];
+/// How much of a command's output is logged.
+const OUTPUT_LOGGED: usize = 2000;
+
+/// The `notify_*` directives.
+#[derive(Clone)]
+pub struct NotifyConfig {
+    /// `notify_before`: thresholds, largest first.
+    pub before: Vec<Duration>,
+    /// `notify_to`.
+    pub to: Vec<String>,
+    /// `notify_deliver_to`.
+    pub deliver_to: Option<Arc<dyn DeliveryTarget>>,
+    /// The sender of notices: `postmaster@` the host name.
+    pub from: String,
+    pub hostname: String,
+    /// `notify_webhook`.
+    pub webhook: Option<String>,
+    /// `notify_command`: the program and its arguments.
+    pub command: Option<Vec<String>>,
+    /// `notify_command_timeout`.
+    pub command_timeout: Duration,
+}
+
+impl NotifyConfig {
+    pub const DEFAULT_BEFORE_DAYS: [u64; 5] = [30, 14, 7, 3, 1];
+    pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("before", &self.before)
+            .field("to", &self.to)
+            .field("webhook", &self.webhook.is_some())
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends events to the configured channels.
+pub struct Notifier {
+    cfg: NotifyConfig,
+    http: Option<AcmeHttp>,
+    tasks: TaskTracker,
+}
+
+impl Notifier {
+    pub fn new(cfg: NotifyConfig, http: Option<AcmeHttp>) -> Notifier {
+        Notifier {
+            cfg,
+            http,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn config(&self) -> &NotifyConfig {
+        &self.cfg
+    }
+
+    /// Logs `event` and hands it to every other channel in the background.
+    pub fn notify(&self, event: Event) {
+        log(&event);
+        let event = Arc::new(event);
+        if let (false, Some(target)) = (self.cfg.to.is_empty(), &self.cfg.deliver_to) {
+            let (target, event) = (target.clone(), event.clone());
+            let cfg = self.cfg.clone();
+            self.tasks
+                .spawn(async move { send_mail(&cfg, target.as_ref(), &event).await });
+        }
+        if let (Some(url), Some(http)) = (&self.cfg.webhook, &self.http) {
+            let (url, http, event) = (url.clone(), http.clone(), event.clone());
+            self.tasks
+                .spawn(async move { post_webhook(&http, &url, &event).await });
+        }
+        if let Some(command) = &self.cfg.command {
+            let (command, event) = (command.clone(), event.clone());
+            let timeout = self.cfg.command_timeout;
+            self.tasks
+                .spawn(async move { run_command(&command, timeout, &event).await });
+        }
+    }
+
+    /// Waits until every channel is done with the events so far (at stop, and in tests).
+    pub async fn flush(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+}
+
+fn log(event: &Event) {
+    let serial = event.serial.as_deref().unwrap_or("-");
+    let not_after = event
+        .not_after
+        .map(crate::time_fmt::format)
+        .unwrap_or_default();
+    let error = event.error.as_deref().unwrap_or("");
+    if event.kind.is_problem() {
+        tracing::warn!(event = event.kind.as_str(), loader = %event.loader, names = ?event.names, serial, not_after, error, "{}", event.summary());
+    } else {
+        tracing::info!(event = event.kind.as_str(), loader = %event.loader, names = ?event.names, serial, not_after, "{}", event.summary());
+    }
+}
+
+/// The notice as an RFC 5322 message (CRLF line endings).
+pub fn message(cfg: &NotifyConfig, event: &Event, id: &str) -> String {
+    let date = OffsetDateTime::from(event.time)
+        .format(&Rfc2822)
+        .unwrap_or_default();
+    let prefix = if event.kind.is_problem() {
+        "[madmail] Warning: "
+    } else {
+        "[madmail] "
+    };
+    let mut text = String::new();
+    for (name, value) in [
+        ("From", format!("madmail <{}>", cfg.from)),
+        ("To", cfg.to.join(", ")),
+        ("Subject", format!("{prefix}{}", event.summary())),
+        ("Date", date),
+        ("Message-ID", format!("<{id}@{}>", cfg.hostname)),
+        ("Auto-Submitted", "auto-generated".into()),
+        ("MIME-Version", "1.0".into()),
+        ("Content-Type", "text/plain; charset=utf-8".into()),
+        ("Content-Transfer-Encoding", "8bit".into()),
+        ("X-Madmail-Event", event.kind.as_str().into()),
+    ] {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    for line in event.text().lines() {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    text
+}
+
+async fn send_mail(cfg: &NotifyConfig, target: &dyn DeliveryTarget, event: &Event) {
+    let id = format!(
+        "cert-{}-{}-{:x}",
+        event.kind.as_str(),
+        event
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        crate::schedule::random_u64() & 0xffff_ffff
+    );
+    let body = message(cfg, event, &id);
+    let mut attempt = 0;
+    loop {
+        match deliver(cfg, target, &id, body.as_bytes()).await {
+            Ok(()) => {
+                tracing::info!(event = event.kind.as_str(), to = ?cfg.to, "certificate notice mailed");
+                return;
+            }
+            Err(e) if e.is_temporary() && attempt < MAIL_RETRY_DELAYS.len() => {
+                tracing::debug!(error = %e, "certificate notice: delivery failed; retrying");
+                tokio::time::sleep(MAIL_RETRY_DELAYS[attempt]).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                tracing::error!(event = event.kind.as_str(), to = ?cfg.to, error = %e, "certificate notice could not be delivered");
+                return;
+            }
+        }
+    }
+}
+
+async fn deliver(
+    cfg: &NotifyConfig,
+    target: &dyn DeliveryTarget,
+    id: &str,
+    body: &[u8],
+) -> Result<(), madmail_module::delivery::DeliveryError> {
+    let envelope = Envelope {
+        id: id.to_owned(),
+        mail_from: cfg.from.clone(),
+        endpoint: "tls.loader.acme".into(),
+        ..Envelope::default()
+    };
+    let mut delivery = target.start(&envelope).await?;
+    let mut accepted = 0;
+    for rcpt in &cfg.to {
+        match delivery.add_rcpt(rcpt).await {
+            Ok(()) => accepted += 1,
+            Err(e) => tracing::warn!(rcpt, error = %e, "certificate notice: recipient refused"),
+        }
+    }
+    if accepted == 0 {
+        delivery.abort().await;
+        return Err(madmail_module::delivery::DeliveryError::permanent(
+            "every recipient was refused",
+        ));
+    }
+    if let Err(e) = delivery.body(body).await {
+        delivery.abort().await;
+        return Err(e);
+    }
+    delivery.commit().await
+}
+
+async fn post_webhook(http: &AcmeHttp, url: &str, event: &Event) {
+    let body = event.to_json().to_string().into_bytes();
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        let outcome = http.post_json(url, body.clone()).await;
+        match outcome {
+            Ok(status) if status.is_success() => {
+                tracing::debug!(event = event.kind.as_str(), "webhook notified");
+                return;
+            }
+            // A refusal other than overload or a server error will not change on retry.
+            Ok(status)
+                if status.is_client_error()
+                    && status != http::StatusCode::TOO_MANY_REQUESTS
+                    && status != http::StatusCode::REQUEST_TIMEOUT =>
+            {
+                tracing::error!(event = event.kind.as_str(), %status, "notify_webhook refused the event");
+                return;
+            }
+            other => {
+                let error = match other {
+                    Ok(status) => format!("HTTP {status}"),
+                    Err(e) => e,
+                };
+                if attempt == WEBHOOK_ATTEMPTS {
+                    tracing::error!(
+                        event = event.kind.as_str(),
+                        error,
+                        attempts = attempt,
+                        "notify_webhook failed"
+                    );
+                    return;
+                }
+                tracing::debug!(
+                    event = event.kind.as_str(),
+                    error,
+                    "notify_webhook failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+}
+
+async fn run_command(command: &[String], timeout: Duration, event: &Event) {
+    let Some((program, args)) = command.split_first() else {
+        return;
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(event.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(event = event.kind.as_str(), program, error = %e, "notify_command could not be started");
+            return;
+        }
+    };
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let read = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut out).await;
+        }
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut err).await;
+        }
+        let status = child.wait().await;
+        (status, out, err)
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => {
+            // Dropping the future drops the child: kill_on_drop ends it.
+            tracing::error!(
+                event = event.kind.as_str(),
+                program,
+                ?timeout,
+                "notify_command did not finish in time and was killed"
+            );
+        }
+        Ok((Err(e), _, _)) => {
+            tracing::error!(event = event.kind.as_str(), program, error = %e, "notify_command");
+        }
+        Ok((Ok(status), out, err)) => {
+            let output = excerpt(&out, &err);
+            if status.success() {
+                tracing::info!(
+                    event = event.kind.as_str(),
+                    program,
+                    output,
+                    "notify_command ran"
+                );
+            } else {
+                tracing::error!(event = event.kind.as_str(), program, %status, output, "notify_command failed");
+            }
+        }
+    }
+}
+
+fn excerpt(out: &[u8], err: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(out).into_owned();
+    text.push_str(&String::from_utf8_lossy(err));
+    let text = text.trim();
+    match text.char_indices().nth(OUTPUT_LOGGED) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+impl EventKind {
+    /// Every kind, for documentation tests.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Obtained,
+        EventKind::Renewed,
+        EventKind::RenewalFailed,
+        EventKind::Expiring,
+        EventKind::RevokedOrReplaced,
+    ];
+}
