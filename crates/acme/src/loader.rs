@@ -724,6 +724,7 @@ impl Inner {
                 Some(old) if old.start == info.start && old.end == info.end => old.chosen,
                 _ => schedule::pick_in_window(info.start, info.end, schedule::random_u64()),
             };
+            let (window_start, window_end) = (info.start, info.end);
             state.meta.ari = Some(AriWindow {
                 start: info.start,
                 end: info.end,
@@ -744,6 +745,7 @@ impl Inner {
             tracing::debug!(names = ?group.names, chosen = %crate::time_fmt::format(chosen), "renewal window from the CA");
             // The CA wants it replaced before it would be renewed anyway: revoked, or a
             // problem at the CA. Told once per certificate.
+            let now = self.now();
             let early = facts.as_ref().filter(|f| {
                 let (normal, _) = schedule::renewal_time(
                     f.not_before,
@@ -751,7 +753,9 @@ impl Inner {
                     self.engine.cfg.renew_before,
                     None,
                 );
-                info.end < normal
+                // The window is open already and closes before the certificate would be
+                // renewed anyway: not a scheduling hint but "replace it now".
+                window_start <= now && window_end < normal
             });
             let tell = match early {
                 Some(f) => {

@@ -64,6 +64,32 @@ pub struct Notifier {
     cfg: NotifyConfig,
     http: Option<AcmeHttp>,
     tasks: TaskTracker,
+    mail: Queue,
+    webhook: Queue,
+    command: Queue,
+}
+
+/// One channel's deliveries, in the order of the events: each waits for the one before (a
+/// deploy hook must not see `renewed` before `obtained`).
+#[derive(Default)]
+struct Queue {
+    last: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Queue {
+    fn push<F>(&self, tasks: &TaskTracker, delivery: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = last.take();
+        *last = Some(tasks.spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            delivery.await;
+        }));
+    }
 }
 
 impl Notifier {
@@ -72,6 +98,9 @@ impl Notifier {
             cfg,
             http,
             tasks: TaskTracker::new(),
+            mail: Queue::default(),
+            webhook: Queue::default(),
+            command: Queue::default(),
         }
     }
 
@@ -86,19 +115,22 @@ impl Notifier {
         if let (false, Some(target)) = (self.cfg.to.is_empty(), &self.cfg.deliver_to) {
             let (target, event) = (target.clone(), event.clone());
             let cfg = self.cfg.clone();
-            self.tasks
-                .spawn(async move { send_mail(&cfg, target.as_ref(), &event).await });
+            self.mail.push(&self.tasks, async move {
+                send_mail(&cfg, target.as_ref(), &event).await;
+            });
         }
         if let (Some(url), Some(http)) = (&self.cfg.webhook, &self.http) {
             let (url, http, event) = (url.clone(), http.clone(), event.clone());
-            self.tasks
-                .spawn(async move { post_webhook(&http, &url, &event).await });
+            self.webhook.push(&self.tasks, async move {
+                post_webhook(&http, &url, &event).await;
+            });
         }
         if let Some(command) = &self.cfg.command {
             let (command, event) = (command.clone(), event.clone());
             let timeout = self.cfg.command_timeout;
-            self.tasks
-                .spawn(async move { run_command(&command, timeout, &event).await });
+            self.command.push(&self.tasks, async move {
+                run_command(&command, timeout, &event).await;
+            });
         }
     }
 

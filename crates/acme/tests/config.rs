@@ -201,7 +201,10 @@ fn notify_and_export_directives() {
         cfg.notify.command.as_deref().unwrap(),
         ["/usr/local/bin/deploy", "--reload", "dovecot"]
     );
-    assert_eq!(cfg.notify.command_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        cfg.notify.command_timeout,
+        std::time::Duration::from_secs(5)
+    );
     let export = cfg.export.as_ref().unwrap();
     assert_eq!(export.dir, dir.path().join("export"));
     assert_eq!((export.owner, export.group), (Some(0), Some(0)));
@@ -211,12 +214,12 @@ fn notify_and_export_directives() {
     let loaded = load_config(dir.path(), &text).unwrap();
     let acme = loader(&loaded);
     let cfg = acme.config();
-    assert_eq!(
-        cfg.notify.before,
-        [30, 14, 7, 3, 1].map(|d| day * d)
-    );
+    assert_eq!(cfg.notify.before, [30, 14, 7, 3, 1].map(|d| day * d));
     assert!(cfg.notify.to.is_empty() && cfg.notify.webhook.is_none());
-    assert_eq!(cfg.notify.command_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(
+        cfg.notify.command_timeout,
+        std::time::Duration::from_secs(60)
+    );
     assert!(cfg.export.is_none());
 }
 

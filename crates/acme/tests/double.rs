@@ -78,7 +78,22 @@ async fn ari_window_triggers_renewal_with_replaces() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let loaded = load_config(dir.path(), &config(dir.path(), &ca, "check_interval 1s")).unwrap();
+    // Events to a file: the early replacement is announced once, between the two certificates.
+    let events = dir.path().join("events");
+    let hook = dir.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "echo \"$MADMAIL_EVENT $MADMAIL_CERT_SERIAL\" >> {}\n",
+            events.display()
+        ),
+    )
+    .unwrap();
+    let extra = format!(
+        "check_interval 1s\n notify_command /bin/sh {}",
+        hook.display()
+    );
+    let loaded = load_config(dir.path(), &config(dir.path(), &ca, &extra)).unwrap();
     let acme = loader(&loaded);
     let server = tls_server(acme.resolver()).await;
     let mut running = Running::start(&loaded.instances).await.unwrap();
@@ -118,6 +133,15 @@ async fn ari_window_triggers_renewal_with_replaces() {
     );
     assert_eq!(double.state().orders.len(), 2);
     running.stop().await;
+    let lines: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let first_serial = lines[0].strip_prefix("obtained ").unwrap().to_owned();
+    assert_eq!(lines[1], format!("revoked_or_replaced {first_serial}"));
+    assert_eq!(lines[2], format!("renewed {serial}"));
 }
 
 fn pem_first_der(pem: &str) -> Vec<u8> {
