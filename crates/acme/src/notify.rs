@@ -254,8 +254,22 @@ async fn deliver(
     delivery.commit().await
 }
 
+/// The webhook URL as logs may show it: scheme and host only (chat services put their secret in
+/// the path).
+fn redacted(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => format!(
+            "{}://{}/...",
+            uri.scheme_str().unwrap_or("https"),
+            uri.authority().map(|a| a.host()).unwrap_or("?")
+        ),
+        Err(_) => "the webhook".to_owned(),
+    }
+}
+
 async fn post_webhook(http: &AcmeHttp, url: &str, event: &Event) {
     let body = event.to_json().to_string().into_bytes();
+    let shown = redacted(url);
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=WEBHOOK_ATTEMPTS {
         let outcome = http.post_json(url, body.clone()).await;
@@ -270,13 +284,13 @@ async fn post_webhook(http: &AcmeHttp, url: &str, event: &Event) {
                     && status != http::StatusCode::TOO_MANY_REQUESTS
                     && status != http::StatusCode::REQUEST_TIMEOUT =>
             {
-                tracing::error!(event = event.kind.as_str(), %status, "notify_webhook refused the event");
+                tracing::error!(event = event.kind.as_str(), webhook = %shown, %status, "notify_webhook refused the event");
                 return;
             }
             other => {
                 let error = match other {
                     Ok(status) => format!("HTTP {status}"),
-                    Err(e) => e,
+                    Err(e) => e.replace(url, &shown),
                 };
                 if attempt == WEBHOOK_ATTEMPTS {
                     tracing::error!(
@@ -370,13 +384,70 @@ fn excerpt(out: &[u8], err: &[u8]) -> String {
     }
 }
 
-impl EventKind {
-    /// Every kind, for documentation tests.
-    pub const ALL: [EventKind; 5] = [
-        EventKind::Obtained,
-        EventKind::Renewed,
-        EventKind::RenewalFailed,
-        EventKind::Expiring,
-        EventKind::RevokedOrReplaced,
-    ];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_secrets_stay_out_of_logs() {
+        assert_eq!(
+            redacted("https://hooks.slack.com/services/T00/B00/secret"),
+            "https://hooks.slack.com/..."
+        );
+        assert_eq!(
+            redacted("http://127.0.0.1:8080/x?token=s"),
+            "http://127.0.0.1/..."
+        );
+    }
+
+    #[test]
+    fn notice_mail_is_a_valid_message() {
+        let cfg = NotifyConfig {
+            before: Vec::new(),
+            to: vec!["a@example.org".into(), "b@example.org".into()],
+            deliver_to: None,
+            from: "postmaster@mx.example.org".into(),
+            hostname: "mx.example.org".into(),
+            webhook: None,
+            command: None,
+            command_timeout: Duration::from_secs(1),
+        };
+        let event = Event {
+            kind: EventKind::Expiring,
+            loader: "acme".into(),
+            names: vec!["mx.example.org".into()],
+            serial: Some("01".into()),
+            not_before: None,
+            not_after: Some(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 3 * 86_400 + 60),
+            ),
+            error: None,
+            next_retry: None,
+            threshold: Some(Duration::from_secs(3 * 86_400)),
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            cert_path: "/c".into(),
+            key_path: "/k".into(),
+        };
+        let text = message(&cfg, &event, "id1");
+        assert!(
+            text.starts_with(
+                "From: madmail <postmaster@mx.example.org>\r\nTo: a@example.org, b@example.org\r\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\r\nSubject: [madmail] Warning: certificate for mx.example.org expires in 3 days and is not renewed\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nDate: Fri, 15 Jan 2027 08:00:00 +0000\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nMessage-ID: <id1@mx.example.org>\r\n"),
+            "{text}"
+        );
+        // Header and body apart; every line ends in CRLF.
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.lines().all(|l| l.contains(": ")));
+        assert!(body.starts_with("certificate for mx.example.org expires in 3 days"));
+        assert!(!text.replace("\r\n", "").contains('\n'));
+    }
 }

@@ -38,14 +38,18 @@ macro_rules! dns_providers {
 
 dns_providers! {
     "libdns_cloudflare" => "libdns.cloudflare", madmail_libdns_cloudflare;
+    "libdns_desec" => "libdns.desec", madmail_libdns_desec;
+    "libdns_digitalocean" => "libdns.digitalocean", madmail_libdns_digitalocean;
     "libdns_gandi" => "libdns.gandi", madmail_libdns_gandi;
     "libdns_gcore" => "libdns.gcore", madmail_libdns_gcore;
     "libdns_hetzner" => "libdns.hetzner", madmail_libdns_hetzner;
     "libdns_leaseweb" => "libdns.leaseweb", madmail_libdns_leaseweb;
+    "libdns_linode" => "libdns.linode", madmail_libdns_linode;
     "libdns_metaname" => "libdns.metaname", madmail_libdns_metaname;
     "libdns_namecheap" => "libdns.namecheap", madmail_libdns_namecheap;
     "libdns_namedotcom" => "libdns.namedotcom", madmail_libdns_namedotcom;
     "libdns_porkbun" => "libdns.porkbun", madmail_libdns_porkbun;
     "libdns_powerdns" => "libdns.powerdns", madmail_libdns_powerdns;
     "libdns_rfc2136" => "libdns.rfc2136", madmail_libdns_rfc2136;
+    "libdns_vultr" => "libdns.vultr", madmail_libdns_vultr;
 }
