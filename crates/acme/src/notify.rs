@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::task::TaskTracker;
 
 use crate::client::AcmeHttp;
-use crate::events::{Event, EventKind};
+use crate::events::Event;
 
 /// Webhook attempts (1 s, 2 s, 4 s, 8 s apart) before the event is given up on that channel.
 const WEBHOOK_ATTEMPTS: u32 = 5;
@@ -387,6 +387,7 @@ fn excerpt(out: &[u8], err: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::EventKind;
 
     #[test]
     fn webhook_secrets_stay_out_of_logs() {

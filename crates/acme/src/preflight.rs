@@ -214,7 +214,9 @@ async fn dns_round_trip(checks: &mut Checks, cfg: &crate::config::AcmeConfig, na
         .override_domain
         .as_ref()
         .map_or_else(|| checked.clone(), |d| format!("{d}."));
-    let value = format!("madmail-preflight-{:016x}", crate::schedule::random_u64());
+    // Shaped like a real dns-01 value (43 base64url characters: a SHA-256 digest), which some
+    // providers insist on (acme-dns refuses anything else).
+    let value = preflight_value();
     let zone = match provider.zone_for(&fqdn).await {
         Ok(z) => z,
         Err(e) => {
@@ -375,4 +377,14 @@ pub fn render_text(checks: &[Check]) -> String {
         out.push_str("nothing to check\n");
     }
     out
+}
+
+/// A random value shaped like a dns-01 key authorization digest: 32 bytes in unpadded base64url.
+fn preflight_value() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&crate::schedule::random_u64().to_le_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

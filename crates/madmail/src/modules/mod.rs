@@ -37,6 +37,8 @@ macro_rules! dns_providers {
 }
 
 dns_providers! {
+    "libdns_acmedns" => "libdns.acmedns", madmail_libdns_acmedns;
+    "libdns_alidns" => "libdns.alidns", madmail_libdns_alidns;
     "libdns_cloudflare" => "libdns.cloudflare", madmail_libdns_cloudflare;
     "libdns_desec" => "libdns.desec", madmail_libdns_desec;
     "libdns_digitalocean" => "libdns.digitalocean", madmail_libdns_digitalocean;
@@ -48,6 +50,7 @@ dns_providers! {
     "libdns_metaname" => "libdns.metaname", madmail_libdns_metaname;
     "libdns_namecheap" => "libdns.namecheap", madmail_libdns_namecheap;
     "libdns_namedotcom" => "libdns.namedotcom", madmail_libdns_namedotcom;
+    "libdns_ovh" => "libdns.ovh", madmail_libdns_ovh;
     "libdns_porkbun" => "libdns.porkbun", madmail_libdns_porkbun;
     "libdns_powerdns" => "libdns.powerdns", madmail_libdns_powerdns;
     "libdns_rfc2136" => "libdns.rfc2136", madmail_libdns_rfc2136;
