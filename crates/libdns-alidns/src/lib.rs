@@ -14,7 +14,6 @@
 //! keeps each value as a record of its own), and never logs the AccessKey secret.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,12 +22,9 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
-use madmail_libdns_http::{ApiClient, Call, Failure, HttpOptions, Secret, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_libdns_http::{ApiClient, Call, Failure, HttpOptions, Secret, build_provider, names};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::Deserialize;
 
 /// The public API (the same for every region); `endpoint` replaces it.
@@ -75,29 +71,17 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let key_id = block.custom("key_id", Secret::from_node).required();
-    let key_secret = block.custom("key_secret", Secret::from_node).required();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let (Some(key_id), Some(key_secret)) = (key_id, key_secret) else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = AliDns::new(key_id, key_secret, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| {
+            let key_id = block.custom("key_id", Secret::from_node).required();
+            let key_secret = block.custom("key_secret", Secret::from_node).required();
+            Some((key_id?, key_secret?))
+        },
+        |(key_id, key_secret), options| AliDns::new(key_id, key_secret, &options),
+    )
 }
 
 /// Alibaba Cloud DNS with one AccessKey.

@@ -14,16 +14,11 @@
 //! It only adds and removes single TXT records (DigitalOcean keeps every value of a name as a
 //! record of its own, so other values are never touched), and never logs the token.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::StatusCode;
-use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -53,28 +48,13 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let token = block.custom("api_token", Secret::from_node).required();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let Some(token) = token else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = DigitalOcean::new(token, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| block.custom("api_token", Secret::from_node).required(),
+        |token, options| DigitalOcean::new(token, &options),
+    )
 }
 
 /// The DigitalOcean API with one token.

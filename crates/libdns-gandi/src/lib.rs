@@ -17,17 +17,13 @@
 //! is added or removed by reading the RRset and writing it back with exactly that value more or
 //! less. It only adds and removes single TXT values, and never logs a token.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use madmail_libdns_http::reqwest::{Method, RequestBuilder, StatusCode};
-use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::{Deserialize, Serialize};
 
 /// The public API; `endpoint` replaces it (the sandbox is
@@ -55,53 +51,38 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let api_key = block.custom("api_token", Secret::from_node).optional();
-    let personal = block.custom("personal_token", Secret::from_node).optional();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    let given = |name: &str| def.node.children().iter().any(|n| n.name == name);
-    if !given("api_token") && !given("personal_token") {
-        block.error(Error::at(
-            &def.node.pos,
-            format!(
-                "{}: either api_token or personal_token is required",
-                def.node.name
-            ),
-        ));
-    }
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    errors.into_result(())?;
-    let credential = match (personal, api_key) {
-        (Some(token), _) => Credential::PersonalToken(token),
-        (None, Some(key)) => {
-            tracing::warn!(
-                module = def.module,
-                "api_token is a Gandi API key, which Gandi has deprecated; use personal_token with a personal access token"
-            );
-            Credential::ApiKey(key)
-        }
-        // Both absent or refused: reported above.
-        (None, None) => {
-            return Err(Errors::at(
-                &def.node.pos,
-                format!("{}: no credentials", def.module),
-            ));
-        }
-    };
-    let provider = Gandi::new(credential, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| {
+            let api_key = block.custom("api_token", Secret::from_node).optional();
+            let personal = block.custom("personal_token", Secret::from_node).optional();
+            let given = |name: &str| def.node.children().iter().any(|n| n.name == name);
+            if !given("api_token") && !given("personal_token") {
+                block.error(Error::at(
+                    &def.node.pos,
+                    format!(
+                        "{}: either api_token or personal_token is required",
+                        def.node.name
+                    ),
+                ));
+            }
+            match (personal, api_key) {
+                (Some(token), _) => Some(Credential::PersonalToken(token)),
+                (None, Some(key)) => {
+                    tracing::warn!(
+                        module = def.module,
+                        "api_token is a Gandi API key, which Gandi has deprecated; use personal_token with a personal access token"
+                    );
+                    Some(Credential::ApiKey(key))
+                }
+                // Both absent or refused: reported in the block.
+                (None, None) => None,
+            }
+        },
+        |credential, options| Gandi::new(credential, &options),
+    )
 }
 
 /// How requests authenticate.

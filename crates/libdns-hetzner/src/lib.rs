@@ -17,18 +17,16 @@
 //! `remove_records` actions, so other values of the name are never rewritten), and never logs
 //! the token.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::header::{ACCEPT, CONTENT_TYPE};
 use madmail_libdns_http::reqwest::{Method, RequestBuilder, StatusCode};
-use madmail_libdns_http::{ApiClient, Call, Failure, HttpOptions, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
+use madmail_libdns_http::{
+    ApiClient, Call, Failure, HttpOptions, Secret, Url, build_provider, names,
 };
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::{Deserialize, Serialize};
 
 /// The public API; `endpoint` replaces it.
@@ -62,28 +60,13 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let token = block.custom("api_token", Secret::from_node).required();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let Some(token) = token else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = Hetzner::new(token, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| block.custom("api_token", Secret::from_node).required(),
+        |token, options| Hetzner::new(token, &options),
+    )
 }
 
 /// The Hetzner Cloud DNS API with one project token.

@@ -6,6 +6,7 @@
 //! - [`ApiClient`]: sends one API call, retrying rate limits (honouring `Retry-After`), server
 //!   errors and lost connections with backoff, and turns what still fails into a
 //!   [`DnsError`](madmail_dns::DnsError) naming the provider, the zone and the operation;
+//! - [`build_provider`]: a module's build function around the provider's credentials;
 //! - [`Secret`]: a credential that never reaches a log line or an error message;
 //! - [`names`]: the longest zone holding a name, names relative to a zone, TXT quoting;
 //! - `testing` (cargo feature `testing`, for tests only): a stand-in HTTP server that records
@@ -16,6 +17,7 @@
 //! beyond its HTTP status: a provider decides whether "already exists" is success.
 
 mod client;
+mod module;
 pub mod names;
 mod options;
 mod secret;
@@ -23,6 +25,7 @@ mod secret;
 pub mod testing;
 
 pub use client::{ApiClient, Call, Failure, Reply};
+pub use module::{ApiEndpoint, build_provider};
 pub use options::{HttpOptions, parse_endpoint};
 pub use secret::Secret;
 

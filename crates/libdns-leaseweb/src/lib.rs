@@ -16,16 +16,13 @@
 //! only a set left empty is deleted. It never touches other names or types, never replaces a
 //! whole zone, and never logs the key.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::{Method, StatusCode};
-use madmail_libdns_http::{ApiClient, Call, Failure, HttpOptions, Reply, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
+use madmail_libdns_http::{
+    ApiClient, Call, Failure, HttpOptions, Reply, Secret, Url, build_provider, names,
 };
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::{Deserialize, Serialize};
 
 /// The public API; `endpoint` replaces it.
@@ -53,28 +50,13 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let api_key = block.custom("api_key", Secret::from_node).required();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let Some(api_key) = api_key else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = Leaseweb::new(api_key, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| block.custom("api_key", Secret::from_node).required(),
+        |api_key, options| Leaseweb::new(api_key, &options),
+    )
 }
 
 /// The Leaseweb Hosting API with one API key.

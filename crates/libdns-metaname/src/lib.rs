@@ -17,17 +17,13 @@
 //! same value is there already, removing one deletes the records with exactly that name and
 //! value. It never touches other records, and never logs the key.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
-use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -66,29 +62,17 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let api_key = block.custom("api_key", Secret::from_node).required();
-    let account_ref = block.custom("account_ref", Secret::from_node).required();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let (Some(api_key), Some(account_ref)) = (api_key, account_ref) else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = Metaname::new(account_ref, api_key, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| {
+            let api_key = block.custom("api_key", Secret::from_node).required();
+            let account_ref = block.custom("account_ref", Secret::from_node).required();
+            Some((api_key?, account_ref?))
+        },
+        |(api_key, account_ref), options| Metaname::new(account_ref, api_key, &options),
+    )
 }
 
 /// The Metaname API with one account reference and API key.

@@ -23,16 +23,14 @@
 //! travels in POST bodies, not URLs).
 
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use madmail_config::{Error, Node};
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
-use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, names};
+use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
 use madmail_module::decode::single;
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::Deserialize;
 
 /// The API's base; requests go to `xml.response` under it. `endpoint` replaces it
@@ -78,31 +76,21 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let api_key = block.custom("api_key", Secret::from_node).required();
-    let api_user = block.custom("api_username", parse_username).required();
-    let client_ip = block.custom("client_ip", parse_client_ip).optional();
-    let mut options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let (Some(api_key), Some(api_user)) = (api_key, api_user) else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    options.endpoint = api_base(&options.endpoint);
-    let provider = Namecheap::new(api_user, api_key, client_ip, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| {
+            let api_key = block.custom("api_key", Secret::from_node).required();
+            let api_user = block.custom("api_username", parse_username).required();
+            let client_ip = block.custom("client_ip", parse_client_ip).optional();
+            Some((api_key?, api_user?, client_ip))
+        },
+        |(api_key, api_user, client_ip), mut options| {
+            options.endpoint = api_base(&options.endpoint);
+            Namecheap::new(api_user, api_key, client_ip, &options)
+        },
+    )
 }
 
 fn parse_username(node: &Node) -> Result<String, Error> {

@@ -25,13 +25,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_lc_rs::digest;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::Method;
-use madmail_libdns_http::{ApiClient, Call, Failure, HttpOptions, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
+use madmail_libdns_http::{
+    ApiClient, ApiEndpoint, Call, Failure, HttpOptions, Secret, Url, build_provider, names,
 };
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::{Deserialize, Serialize};
 
 /// The API of OVHcloud Europe (`ovh-eu`); `endpoint` replaces it.
@@ -82,41 +81,29 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let application_key = block
-        .custom("application_key", Secret::from_node)
-        .required();
-    let application_secret = block
-        .custom("application_secret", Secret::from_node)
-        .required();
-    let consumer_key = block.custom("consumer_key", Secret::from_node).required();
-    let options = HttpOptions::decode_with_aliases(&mut block, DEFAULT_ENDPOINT, &ENDPOINTS);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let (Some(application_key), Some(application_secret), Some(consumer_key)) =
-        (application_key, application_secret, consumer_key)
-    else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let credentials = Credentials {
-        application_key,
-        application_secret,
-        consumer_key,
-    };
-    let provider = Ovh::new(credentials, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(std::sync::Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        ApiEndpoint {
+            default: DEFAULT_ENDPOINT,
+            aliases: &ENDPOINTS,
+        },
+        |block| {
+            let application_key = block
+                .custom("application_key", Secret::from_node)
+                .required();
+            let application_secret = block
+                .custom("application_secret", Secret::from_node)
+                .required();
+            let consumer_key = block.custom("consumer_key", Secret::from_node).required();
+            Some(Credentials {
+                application_key: application_key?,
+                application_secret: application_secret?,
+                consumer_key: consumer_key?,
+            })
+        },
+        |credentials, options| Ovh::new(credentials, &options),
+    )
 }
 
 /// What signs OVH API calls: the application's key and secret, and the consumer key the

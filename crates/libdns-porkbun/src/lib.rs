@@ -19,15 +19,10 @@
 //! "message": ...}`, with HTTP 400 or with 200: both are read, and a refused key or a domain
 //! without API access is an authorisation error.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
-use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, names};
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -62,29 +57,17 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let api_key = block.custom("api_key", Secret::from_node).required();
-    let secret_key = block.custom("api_secret_key", Secret::from_node).required();
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let (Some(api_key), Some(secret_key)) = (api_key, secret_key) else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = Porkbun::new(api_key, secret_key, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| {
+            let api_key = block.custom("api_key", Secret::from_node).required();
+            let secret_key = block.custom("api_secret_key", Secret::from_node).required();
+            Some((api_key?, secret_key?))
+        },
+        |(api_key, secret_key), options| Porkbun::new(api_key, secret_key, &options),
+    )
 }
 
 /// The Porkbun API with one key pair.

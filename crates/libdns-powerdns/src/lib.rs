@@ -20,17 +20,13 @@
 //! read-modify-writes are serialised within this provider. It only changes the TXT RRset of the
 //! challenge name, and never logs the key.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use madmail_config::{Error, Node};
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::Method;
-use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, names};
+use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
 use madmail_module::decode::single;
-use madmail_module::{
-    Block, Built, Capabilities, Ctx, Definition, Errors, Kind, ModuleSpec, Registry,
-};
+use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -58,31 +54,19 @@ const SPEC: ModuleSpec = ModuleSpec {
 };
 
 fn build(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
-    if let Some(extra) = def.args.first() {
-        errors.push(Error::at(
-            &extra.pos,
-            format!("{} takes no arguments, only a block", def.module),
-        ));
-    }
-    let mut block = Block::new(def.node, ctx.globals());
-    let token = block.custom("api_token", Secret::from_node).required();
-    let server_id = block
-        .custom("server_id", non_empty)
-        .default(DEFAULT_SERVER_ID.to_owned());
-    let options = HttpOptions::decode(&mut block, DEFAULT_ENDPOINT);
-    if let Err(e) = block.finish() {
-        errors.extend(e);
-    }
-    let Some(token) = token else {
-        return Err(errors);
-    };
-    errors.into_result(())?;
-    let provider = PowerDns::new(token, server_id, &options)
-        .map_err(|e| Errors::at(&def.node.pos, format!("{}: {e}", def.module)))?;
-    Ok(Built::new(
-        Capabilities::new().with::<dyn DnsProvider>(Arc::new(provider)),
-    ))
+    build_provider(
+        def,
+        ctx,
+        DEFAULT_ENDPOINT,
+        |block| {
+            let token = block.custom("api_token", Secret::from_node).required();
+            let server_id = block
+                .custom("server_id", non_empty)
+                .default(DEFAULT_SERVER_ID.to_owned());
+            Some((token?, server_id))
+        },
+        |(token, server_id), options| PowerDns::new(token, server_id, &options),
+    )
 }
 
 fn non_empty(node: &Node) -> Result<String, Error> {
