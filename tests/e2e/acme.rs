@@ -110,7 +110,10 @@ async fn http01_certificate_served_renewed_and_restored() {
             .arg(dir.path().join("export/mail.example.test/fullchain.pem"))
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
-        text(&out.stdout).trim().trim_start_matches("serial=").to_owned()
+        text(&out.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_owned()
     };
     let conf_arg = conf.to_str().unwrap_or_default().to_owned();
     let cert_cli = move |args: &[&str]| {
@@ -156,7 +159,10 @@ async fn http01_certificate_served_renewed_and_restored() {
     let export_chain = dir.path().join("export/mail.example.test/fullchain.pem");
     assert_eq!(
         lines[0],
-        format!("obtained mail.example.test {first} {}", export_chain.display())
+        format!(
+            "obtained mail.example.test {first} {}",
+            export_chain.display()
+        )
     );
     assert_eq!(tokio::task::block_in_place(export_serial), first);
     let not_after = crate::scrape_metric(
@@ -189,7 +195,10 @@ async fn http01_certificate_served_renewed_and_restored() {
     assert_eq!(renewed[1]["event"], "renewed");
     assert_eq!(renewed[1]["serial"].as_str(), Some(second.as_str()));
     let lines = tokio::task::block_in_place(|| hook_lines(2));
-    assert!(lines[1].starts_with(&format!("renewed mail.example.test {second} ")), "{lines:?}");
+    assert!(
+        lines[1].starts_with(&format!("renewed mail.example.test {second} ")),
+        "{lines:?}"
+    );
     assert_eq!(tokio::task::block_in_place(export_serial), second);
 
     // A restart serves the stored certificate immediately: no order, no placeholder.

@@ -127,6 +127,49 @@ fn check_accepts_a_valid_config_and_the_example() {
         "maddy.conf.example: {}",
         text(&out.stderr)
     );
+
+    // Its commented-out ACME and monitoring blocks, switched on, are valid too.
+    let mut switched = Vec::new();
+    let mut in_acme = false;
+    for line in template.lines() {
+        if line.starts_with("tls file ") {
+            continue;
+        }
+        if line.starts_with("# tls.loader.acme local_tls {") {
+            in_acme = true;
+        }
+        if in_acme || line.starts_with("# openmetrics ") {
+            let uncommented = line
+                .strip_prefix("# ")
+                .unwrap_or(line.trim_start_matches('#'));
+            switched.push(uncommented.to_owned());
+            if line.starts_with("# tls &local_tls") {
+                in_acme = false;
+            }
+        } else {
+            switched.push(line.to_owned());
+        }
+    }
+    let switched = switched.join("\n");
+    assert!(
+        switched.contains("\ntls.loader.acme local_tls {") && switched.contains("\nopenmetrics ")
+    );
+    let conf = write(dir.path(), "acme.conf", &switched);
+    let out = madmail()
+        .env("CLOUDFLARE_API_TOKEN", "test-token")
+        .args([
+            "--config",
+            conf.to_str().unwrap_or_default(),
+            "config",
+            "check",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "maddy.conf.example with ACME: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -263,6 +306,67 @@ fn version_lists_modules() {
     assert!(stdout.starts_with("madmail "), "{stdout}");
     assert!(stdout.contains("dummy"), "{stdout}");
     assert!(stdout.contains("DNS providers:"), "{stdout}");
+}
+
+/// Every provider whose cargo feature this build has, and only those, is listed; a
+/// `libdns_all` build (what `cargo xtask test` runs) lists all of them.
+#[test]
+fn version_lists_the_compiled_dns_providers() {
+    let compiled: [(&str, bool); 20] = [
+        ("acmedns", cfg!(feature = "libdns_acmedns")),
+        ("alidns", cfg!(feature = "libdns_alidns")),
+        ("cloudflare", cfg!(feature = "libdns_cloudflare")),
+        ("desec", cfg!(feature = "libdns_desec")),
+        ("digitalocean", cfg!(feature = "libdns_digitalocean")),
+        ("gandi", cfg!(feature = "libdns_gandi")),
+        ("gcore", cfg!(feature = "libdns_gcore")),
+        ("googleclouddns", cfg!(feature = "libdns_googleclouddns")),
+        ("hetzner", cfg!(feature = "libdns_hetzner")),
+        ("leaseweb", cfg!(feature = "libdns_leaseweb")),
+        ("linode", cfg!(feature = "libdns_linode")),
+        ("metaname", cfg!(feature = "libdns_metaname")),
+        ("namecheap", cfg!(feature = "libdns_namecheap")),
+        ("namedotcom", cfg!(feature = "libdns_namedotcom")),
+        ("ovh", cfg!(feature = "libdns_ovh")),
+        ("porkbun", cfg!(feature = "libdns_porkbun")),
+        ("powerdns", cfg!(feature = "libdns_powerdns")),
+        ("rfc2136", cfg!(feature = "libdns_rfc2136")),
+        ("route53", cfg!(feature = "libdns_route53")),
+        ("vultr", cfg!(feature = "libdns_vultr")),
+    ];
+    let out = run_madmail(&["version"]);
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DNS providers: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let expected: Vec<&str> = compiled
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(line, expected.join(", "));
+    if cfg!(feature = "libdns_all") {
+        assert_eq!(expected.len(), compiled.len());
+    }
+    // A provider left out is named with the feature that adds it.
+    if let Some((name, _)) = compiled.iter().find(|(_, on)| !on) {
+        let dir = tempdir();
+        let conf = write(dir.path(), "m.conf", &format!("libdns.{name} x {{\n}}\n"));
+        let out = run_madmail(&[
+            "--config",
+            conf.to_str().unwrap_or_default(),
+            "config",
+            "check",
+        ]);
+        assert!(
+            text(&out.stderr).contains(&format!(
+                "libdns.{name} is not compiled into this build; rebuild with --features libdns_{name}"
+            )),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
