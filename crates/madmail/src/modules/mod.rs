@@ -44,6 +44,7 @@ dns_providers! {
     "libdns_digitalocean" => "libdns.digitalocean", madmail_libdns_digitalocean;
     "libdns_gandi" => "libdns.gandi", madmail_libdns_gandi;
     "libdns_gcore" => "libdns.gcore", madmail_libdns_gcore;
+    "libdns_googleclouddns" => "libdns.googleclouddns", madmail_libdns_googleclouddns;
     "libdns_hetzner" => "libdns.hetzner", madmail_libdns_hetzner;
     "libdns_leaseweb" => "libdns.leaseweb", madmail_libdns_leaseweb;
     "libdns_linode" => "libdns.linode", madmail_libdns_linode;
@@ -54,5 +55,6 @@ dns_providers! {
     "libdns_porkbun" => "libdns.porkbun", madmail_libdns_porkbun;
     "libdns_powerdns" => "libdns.powerdns", madmail_libdns_powerdns;
     "libdns_rfc2136" => "libdns.rfc2136", madmail_libdns_rfc2136;
+    "libdns_route53" => "libdns.route53", madmail_libdns_route53;
     "libdns_vultr" => "libdns.vultr", madmail_libdns_vultr;
 }
