@@ -38,7 +38,7 @@ fn check_lists_every_error() {
     let conf = write(
         dir.path(),
         "many.conf",
-        "debug maybe\nstorage.imapsql local_mailboxes {\n}\ndummy d {\n    colour blue\n}\nlibdns.route53 r {\n}\n",
+        "debug maybe\nstorage.imapsql local_mailboxes {\n}\ndummy d {\n    colour blue\n}\ncheck.rspamd r {\n}\n",
     );
     let out = run_madmail(&[
         "--config",
@@ -53,7 +53,7 @@ fn check_lists_every_error() {
         "many.conf:2:1: storage.imapsql is a maddy module that madmail does not implement yet",
         "many.conf:4:1: dummy d is defined but never used",
         "many.conf:5:5: unknown directive colour",
-        "many.conf:7:1: libdns.route53 is a maddy module that madmail does not implement yet",
+        "many.conf:7:1: check.rspamd is a maddy module that madmail does not implement yet",
     ] {
         assert!(
             stderr.contains(expected),
