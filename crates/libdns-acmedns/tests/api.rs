@@ -14,15 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
-use madmail_libdns_http::testing::{MockApi, Response, provider_block};
+use madmail_libdns_http::testing::{
+    self, MockApi, Response, check_gives_up_on_server_errors, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    provider_block,
+};
 use serde_json::json;
 
 const NAME: &str = "_acme-challenge.example.org.";
-
-async fn standin(server: &standin::AcmeDns) -> MockApi {
-    let server = server.clone();
-    MockApi::start(move |request| standin::handle(&server, request)).await
-}
 
 fn provider_with(
     api: &MockApi,
@@ -47,11 +46,7 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: NAME.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(60),
-    }
+    testing::txt(NAME, value, 60)
 }
 
 /// Presents `value` as the ACME loader does: the zone from `zone_for`, then `append`.
@@ -74,7 +69,7 @@ fn sorted(values: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn the_name_is_its_own_zone_without_asking_anyone() {
     let server = standin::AcmeDns::new("/");
-    let api = standin(&server).await;
+    let api = MockApi::serving(&server, standin::handle).await;
     let provider = provider(&api);
     assert_eq!(
         provider
@@ -94,7 +89,7 @@ async fn the_name_is_its_own_zone_without_asking_anyone() {
 #[tokio::test]
 async fn two_values_at_once_and_none_pushed_out_while_in_use() {
     let server = standin::AcmeDns::new("/");
-    let api = standin(&server).await;
+    let api = MockApi::serving(&server, standin::handle).await;
     let provider = provider(&api);
     let [a, b, c, d, e] = [1, 2, 3, 4, 5].map(standin::digest);
 
@@ -154,24 +149,23 @@ async fn two_values_at_once_and_none_pushed_out_while_in_use() {
 #[tokio::test]
 async fn refused_credentials_are_unauthorized_and_never_printed() {
     let server = standin::AcmeDns::new("/");
-    let api = standin(&server).await;
+    let api = MockApi::serving(&server, standin::handle).await;
     let wrong = provider_with(
         &api,
         "wrongwrongwrongwrongwrongwrongwrongwrong",
         standin::SUBDOMAIN,
         "",
     );
-    let error = present(wrong.as_ref(), &standin::digest(1))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let error = check_refused_credentials(
+        &api,
+        "wrongwrong",
+        present(wrong.as_ref(), &standin::digest(1)),
+    )
+    .await;
     assert_eq!(
-        text,
+        error.to_string(),
         "acmedns: update TXT value in zone _acme-challenge.example.org.: not authorised: HTTP 401 Unauthorized: forbidden: wrong username or password, a subdomain of another account, or a client address outside the account's allowfrom"
     );
-    assert!(!text.contains("wrongwrong"));
-    assert_eq!(api.take_requests().len(), 1, "not retried");
 
     // Another account's subdomain.
     let other = provider_with(
@@ -180,10 +174,12 @@ async fn refused_credentials_are_unauthorized_and_never_printed() {
         "0b8d6e3a-0000-4000-8000-000000000000",
         "",
     );
-    let error = present(other.as_ref(), &standin::digest(1))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    check_refused_credentials(
+        &api,
+        standin::PASSWORD,
+        present(other.as_ref(), &standin::digest(1)),
+    )
+    .await;
     assert_eq!(server.values(), ["", ""]);
 
     let direct = madmail_libdns_acmedns::AcmeDns::new(
@@ -192,9 +188,7 @@ async fn refused_credentials_are_unauthorized_and_never_printed() {
             password: madmail_libdns_http::Secret::new("the-account-password"),
             subdomain: standin::SUBDOMAIN.into(),
         },
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("")).unwrap(),
-        ),
+        &api.http_options(""),
     )
     .unwrap();
     assert!(!format!("{direct:?}").contains("the-account-password"));
@@ -203,7 +197,7 @@ async fn refused_credentials_are_unauthorized_and_never_printed() {
 #[tokio::test]
 async fn only_acme_values_are_taken() {
     let server = standin::AcmeDns::new("/");
-    let api = standin(&server).await;
+    let api = MockApi::serving(&server, standin::handle).await;
     let provider = provider(&api);
     let error = present(provider.as_ref(), "madmail-preflight-0123456789abcdef")
         .await
@@ -228,51 +222,45 @@ async fn only_acme_values_are_taken() {
 #[tokio::test]
 async fn server_errors_and_rate_limits_are_retried() {
     let server = standin::AcmeDns::new("/");
-    let api = standin(&server).await;
+    let api = MockApi::serving(&server, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
-        Response::text(500, "application/json", r#"{"error": "db_error"}"#),
-    );
-    present(provider.as_ref(), &standin::digest(1))
-        .await
-        .unwrap();
-    assert_eq!(api.take_requests().len(), 3);
+    let fault = Response::text(500, "application/json", r#"{"error": "db_error"}"#);
+    let sent = check_retries_server_errors(
+        &api,
+        fault.clone(),
+        present(provider.as_ref(), &standin::digest(1)),
+    )
+    .await;
+    assert_eq!(sent.len(), 3);
     // A proxy in front of the server may rate-limit.
-    api.fail_next(
-        1,
-        Response::text(429, "text/plain", "slow down").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    present(provider.as_ref(), &standin::digest(2))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    check_retries_rate_limit(
+        &api,
+        Response::text(429, "text/plain", "slow down"),
+        present(provider.as_ref(), &standin::digest(2)),
+    )
+    .await;
     assert_eq!(
         server.values(),
         sorted(&[&standin::digest(1), &standin::digest(2)])
     );
 
     let impatient = provider_with(&api, standin::PASSWORD, standin::SUBDOMAIN, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
-        Response::text(500, "application/json", r#"{"error": "db_error"}"#),
-    );
-    let error = present(impatient.as_ref(), &standin::digest(3))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        present(impatient.as_ref(), &standin::digest(3)),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "acmedns: update TXT value in zone _acme-challenge.example.org.: HTTP 500 Internal Server Error: db_error: the server could not write its database (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn a_server_under_a_path() {
     let server = standin::AcmeDns::new("/acme-dns/");
-    let api = standin(&server).await;
+    let api = MockApi::serving(&server, standin::handle).await;
     for url in [api.url("acme-dns"), api.url("acme-dns/")] {
         let provider = provider_block(
             madmail_libdns_acmedns::register,
@@ -289,7 +277,7 @@ async fn a_server_under_a_path() {
             .await
             .unwrap();
     }
-    let lines: Vec<String> = api.requests().iter().map(|r| r.line()).collect();
+    let lines = api.lines();
     assert_eq!(lines, ["POST /acme-dns/update", "POST /acme-dns/update"]);
     assert!(server.values().contains(&standin::digest(7)));
     // The stand-in is strict about routes, as acme-dns's router is.
@@ -308,10 +296,7 @@ async fn a_server_under_a_path() {
 
 #[tokio::test]
 async fn unreachable_server() {
-    let server = standin::AcmeDns::new("/");
-    let api = standin(&server).await;
-    let url = api.url("");
-    drop(api);
+    let url = closed_endpoint("").await;
     let provider = provider_block(
         madmail_libdns_acmedns::register,
         "acmedns",
@@ -323,14 +308,9 @@ async fn unreachable_server() {
         ),
     )
     .unwrap();
-    let error = present(provider.as_ref(), &standin::digest(1))
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with(
-            "acmedns: update TXT value in zone _acme-challenge.example.org.: request failed"
-        ),
-        "{text}"
-    );
+    check_unreachable(
+        "acmedns: update TXT value in zone _acme-challenge.example.org.",
+        present(provider.as_ref(), &standin::digest(1)),
+    )
+    .await;
 }

@@ -2,15 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::provider_block;
+use madmail_libdns_http::testing::{config_errors, provider_block};
 
 const ACCOUNT: &str = "username eabcdb41-d89f-4580-826f-3e62e9755ef2\npassword pbAXVjlIOE01xbut7YnAbkhMQIkcwoHO0ek2j4Q0\nsubdomain d420c923-bbd7-4056-ab64-c3ca54c9b3cf";
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_acmedns::register, "acmedns", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_acmedns::register, "acmedns", block)
 }
 
 #[test]

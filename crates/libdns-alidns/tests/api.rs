@@ -9,16 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Request, Response, check_gives_up_on_server_errors,
+    check_provider, check_refused_credentials, check_retries_rate_limit,
+    check_retries_server_errors, check_unreachable, closed_endpoint, provider_block,
 };
 use serde_json::json;
-
-async fn standin(api: &standin::AliDns) -> MockApi {
-    let api = api.clone();
-    MockApi::start(move |request| standin::handle(&api, request)).await
-}
 
 fn provider_with(
     api: &MockApi,
@@ -42,12 +39,10 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: "_acme-challenge.example.org.".into(),
-        value: value.into(),
-        ttl: Duration::from_secs(600),
-    }
+    testing::txt(NAME, value, 600)
 }
+
+const NAME: &str = "_acme-challenge.example.org.";
 
 /// The request's parameters without those that change with each request.
 fn stable_params(request: &Request) -> BTreeMap<String, String> {
@@ -85,7 +80,7 @@ fn action(request: &Request) -> String {
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     check_provider(
         provider(&api).as_ref(),
         &zones,
@@ -128,7 +123,7 @@ async fn behaves_as_every_provider_must() {
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("token-one"))
@@ -151,13 +146,7 @@ async fn create_and_delete_requests() {
             ("Value", "token-one"),
         ])
     );
-    let id = standin::record_id(
-        &zones
-            .records_named("_acme-challenge.example.org")
-            .into_iter()
-            .find(|r| r.value == "token-one")
-            .unwrap(),
-    );
+    let id = standin::record_id(&zones.txt_record("_acme-challenge.example.org", "token-one"));
 
     provider
         .delete("example.org.", &txt("token-one"))
@@ -191,21 +180,14 @@ async fn create_and_delete_requests() {
 async fn the_apex_is_at_and_ttls_are_clamped() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
-    let mut apex = txt("apex");
-    apex.fqdn = "Example.org.".into();
-    apex.ttl = Duration::from_secs(60);
+    let apex = testing::txt("Example.org.", "apex", 60);
     provider.append("example.org.", &apex).await.unwrap();
     assert_eq!(standin::params(&api.take_requests()[0])["RR"], "@");
-    let record = zones
-        .records_named("example.org")
-        .into_iter()
-        .find(|r| r.value == "apex")
-        .unwrap();
+    let record = zones.txt_record("example.org", "apex");
     assert_eq!(record.ttl, 600);
-    let mut long = txt("long");
-    long.ttl = Duration::from_secs(7 * 86_400);
+    let long = testing::txt(NAME, "long", 7 * 86_400);
     provider.append("example.org.", &long).await.unwrap();
     assert_eq!(standin::params(&api.take_requests()[0])["TTL"], "86400");
     provider.delete("example.org.", &apex).await.unwrap();
@@ -226,7 +208,7 @@ async fn records_are_read_page_by_page() {
         );
     }
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
     provider.append("example.org.", &txt("last")).await.unwrap();
     api.take_requests();
@@ -250,36 +232,27 @@ async fn records_are_read_page_by_page() {
 async fn refused_keys_are_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
-    let wrong_secret = provider_with(&api, standin::KEY_ID, "wrong-key-secret", "");
-    let error = wrong_secret
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&alidns, standin::handle).await;
+    let secret = "wrong-key-secret";
+    let wrong_secret = provider_with(&api, standin::KEY_ID, secret, "");
+    let error = check_refused_credentials(&api, secret, wrong_secret.zone_for(NAME)).await;
     assert_eq!(
         error.to_string(),
         "alidns: list zones in zone -: not authorised: HTTP 400 Bad Request: Specified signature is not matched with our calculation. (SignatureDoesNotMatch)"
     );
-    assert_eq!(api.take_requests().len(), 1, "not retried");
 
-    let unknown = provider_with(&api, "LTAI-unknown-key", "wrong-key-secret", "");
-    let error = unknown.append("example.org.", &txt("x")).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let unknown = provider_with(&api, "LTAI-unknown-key", secret, "");
+    let error =
+        check_refused_credentials(&api, secret, unknown.append("example.org.", &txt("x"))).await;
     assert_eq!(
-        text,
+        error.to_string(),
         "alidns: create TXT record in zone example.org.: not authorised: HTTP 404 Not Found: Specified access key is not found. (InvalidAccessKeyId.NotFound)"
     );
-    assert!(!text.contains("wrong-key-secret"));
-    assert_eq!(api.take_requests().len(), 1, "not retried");
 
     let direct = madmail_libdns_alidns::AliDns::new(
         madmail_libdns_http::Secret::new("the-key-id"),
         madmail_libdns_http::Secret::new("the-key-secret"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("")).unwrap(),
-        ),
+        &api.http_options(""),
     )
     .unwrap();
     let debug = format!("{direct:?}");
@@ -290,7 +263,7 @@ async fn refused_keys_are_unauthorized_and_never_printed() {
 async fn throttling_and_rate_limits_are_waited_out() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
     // Alibaba throttles with HTTP 400 and no Retry-After.
     api.fail_next(
@@ -307,16 +280,12 @@ async fn throttling_and_rate_limits_are_waited_out() {
         .unwrap();
     assert!(started.elapsed() >= Duration::from_secs(1));
     // A 429 with Retry-After (a gateway in front of the API) is waited out too.
-    api.fail_next(
-        1,
-        Response::text(429, "text/plain", "Too Many Requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-429"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    check_retries_rate_limit(
+        &api,
+        Response::text(429, "text/plain", "Too Many Requests"),
+        provider.append("example.org.", &txt("after-429")),
+    )
+    .await;
     assert_eq!(
         zones.txt_values("_acme-challenge.example.org"),
         ["after-429", "after-throttle", "pre-existing"]
@@ -353,16 +322,14 @@ async fn throttling_and_rate_limits_are_waited_out() {
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
@@ -370,30 +337,27 @@ async fn server_errors_are_retried_then_reported() {
     );
 
     let provider = provider_with(&api, standin::KEY_ID, standin::KEY_SECRET, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
-        Response::json(
-            503,
-            &json!({"Code": "ServiceUnavailable", "Message": "The request has failed due to a temporary failure of the server."}),
-        ),
+    let fault = Response::json(
+        503,
+        &json!({"Code": "ServiceUnavailable", "Message": "The request has failed due to a temporary failure of the server."}),
     );
-    let error = provider
-        .delete("example.org.", &txt("after-errors"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        provider.delete("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "alidns: delete TXT record in zone example.org.: HTTP 503 Service Unavailable: The request has failed due to a temporary failure of the server. (ServiceUnavailable) (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn an_identical_record_is_success() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -457,10 +421,9 @@ async fn a_record_gone_is_deleted() {
 async fn a_zone_the_account_lacks() {
     let zones = FakeZones::standard();
     let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
+    let api = MockApi::serving(&alidns, standin::handle).await;
     let provider = provider(&api);
-    let mut other = txt("x");
-    other.fqdn = "_acme-challenge.example.net.".into();
+    let other = testing::txt("_acme-challenge.example.net.", "x", 600);
     let error = provider.append("example.net.", &other).await.unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -475,24 +438,12 @@ async fn a_zone_the_account_lacks() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let alidns = standin::AliDns::new(&zones);
-    let api = standin(&alidns).await;
-    let url = api.url("");
-    drop(api);
+    let url = closed_endpoint("").await;
     let provider = provider_block(
         madmail_libdns_alidns::register,
         "alidns",
         &format!("key_id a\nkey_secret b\nendpoint {url}\nretries 0\ntimeout 2s"),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with("alidns: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("alidns: list zones in zone -", provider.zone_for(NAME)).await;
 }

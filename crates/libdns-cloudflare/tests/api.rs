@@ -6,18 +6,15 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block,
 };
 use serde_json::json;
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider(api: &MockApi, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -33,26 +30,24 @@ fn provider(api: &MockApi, extra: &str) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: "_acme-challenge.example.org.".into(),
-        value: value.into(),
-        ttl: Duration::from_secs(120),
-    }
+    testing::txt(NAME, value, 120)
 }
+
+const NAME: &str = "_acme-challenge.example.org.";
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(provider(&api, "").as_ref(), &zones, Expect::default()).await;
     // Every request carried the token; zones were read 50 a page (122 zones: 3 pages).
     let requests = api.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("authorization") == Some(&format!("Bearer {}", standin::TOKEN)))
+    assert_every_request_has(
+        &requests,
+        "authorization",
+        &format!("Bearer {}", standin::TOKEN),
     );
-    let zone_pages: Vec<String> = requests.iter().take(3).map(|r| r.line()).collect();
+    let zone_pages = lines_of(&requests[..3]);
     assert_eq!(
         zone_pages,
         [
@@ -66,7 +61,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     let zone_id = zones.zone_by_name("example.org").unwrap().id;
     api.take_requests();
@@ -94,7 +89,7 @@ async fn create_and_delete_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().skip(3).map(|r| r.line()).collect();
+    let lines = lines_of(&requests[3..]);
     let id = &lines[1];
     assert_eq!(
         lines[0],
@@ -118,92 +113,73 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn ttl_is_kept_within_cloudflares_range() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let mut short = txt("short");
-    short.ttl = Duration::from_secs(10);
-    provider.append("example.org.", &short).await.unwrap();
-    let record = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "short")
+    provider
+        .append("example.org.", &testing::txt(NAME, "short", 10))
+        .await
         .unwrap();
+    let record = zones.txt_record("_acme-challenge.example.org", "short");
     assert_eq!(record.ttl, 60);
 }
 
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-token";
     let provider = provider_block(
         madmail_libdns_cloudflare::register,
         "cloudflare",
-        &format!(
-            "api_token wrong-secret-token\nendpoint {}",
-            api.url("client/v4")
-        ),
+        &format!("api_token {secret}\nendpoint {}", api.url("client/v4")),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     let text = error.to_string();
     assert!(text.starts_with("cloudflare: list zones"), "{text}");
     assert!(text.contains("Authentication error (code 10000)"), "{text}");
-    assert!(!text.contains("wrong-secret-token"), "{text}");
     let direct = madmail_libdns_cloudflare::Cloudflare::new(
-        madmail_libdns_http::Secret::new("wrong-secret-token"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("client/v4")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("client/v4"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request.
-    assert_eq!(api.requests().len(), 1);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        1,
-        Response::json(429, &json!({"success": false, "errors": [{"code": 971, "message": "Please wait and consider throttling your request speed"}]}))
-            .with_header("retry-after", "1"),
+    let fault = Response::json(
+        429,
+        &json!({"success": false, "errors": [{"code": 971, "message": "Please wait and consider throttling your request speed"}]}),
     );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    // The refused request, repeated, is the first zone listing.
+    check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
             .contains(&"after-wait".to_string())
     );
-    // The refused request was repeated: the first two are the same zone listing.
-    let requests = api.requests();
-    assert_eq!(requests[0].line(), requests[1].line());
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
 
     let provider = provider_block(
         madmail_libdns_cloudflare::register,
@@ -215,23 +191,21 @@ async fn server_errors_are_retried_then_reported() {
         ),
     )
     .unwrap();
-    api.take_requests();
-    api.fail_next(2, Response::json(500, &json!({"success": false, "errors": [{"code": 10001, "message": "service temporarily unavailable"}]})));
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
+    let fault = Response::json(
+        500,
+        &json!({"success": false, "errors": [{"code": 10001, "message": "service temporarily unavailable"}]}),
+    );
+    let error = check_gives_up_on_server_errors(&api, fault, provider.zone_for(NAME)).await;
     assert_eq!(
         error.to_string(),
         "cloudflare: list zones in zone -: HTTP 500 Internal Server Error: service temporarily unavailable (code 10001) (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn an_identical_record_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -245,10 +219,7 @@ async fn an_identical_record_is_success() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("client/v4");
-    drop(api);
+    let url = closed_endpoint("client/v4").await;
     let provider = provider_block(
         madmail_libdns_cloudflare::register,
         "cloudflare",
@@ -258,13 +229,5 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with("cloudflare: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("cloudflare: list zones in zone -", provider.zone_for(NAME)).await;
 }

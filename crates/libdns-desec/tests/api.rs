@@ -7,21 +7,18 @@ mod standin;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Response, check_concurrent_changes,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block,
 };
 use serde_json::json;
 
 const NAME: &str = "_acme-challenge.example.org";
 const RRSET: &str = "/api/v1/domains/example.org/rrsets/_acme-challenge/TXT/";
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, token: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -37,11 +34,7 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt_at(fqdn: &str, value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: fqdn.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(3600),
-    }
+    testing::txt(fqdn, value, 3600)
 }
 
 fn txt(value: &str) -> TxtRecord {
@@ -52,14 +45,10 @@ fn token() -> String {
     format!("Token {}", standin::TOKEN)
 }
 
-fn lines(api: &MockApi) -> Vec<String> {
-    api.take_requests().iter().map(|r| r.line()).collect()
-}
-
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     // New values join the pre-existing RRset and keep its TTL (300 s, which deSEC allows only
     // where it lowered the domain's minimum), so that is the TTL asked for; the RRset created
     // in sub.example.org gets the minimum, 3600 s.
@@ -93,7 +82,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn rrset_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
 
     // The name has an RRset (`pre-existing`): the value is added to it.
@@ -102,7 +91,7 @@ async fn rrset_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let seen: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let seen = lines_of(&requests);
     assert_eq!(seen, [format!("GET {RRSET}"), format!("PATCH {RRSET}")]);
     assert_eq!(requests[1].header("content-type"), Some("application/json"));
     assert_eq!(
@@ -114,7 +103,7 @@ async fn rrset_requests() {
     let mail = txt_at("_acme-challenge.mail.example.org.", "token-mail");
     provider.append("example.org.", &mail).await.unwrap();
     let requests = api.take_requests();
-    let seen: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let seen = lines_of(&requests);
     assert_eq!(
         seen,
         [
@@ -139,7 +128,7 @@ async fn rrset_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let seen: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let seen = lines_of(&requests);
     assert_eq!(seen, [format!("GET {RRSET}"), format!("PATCH {RRSET}")]);
     assert_eq!(requests[1].json(), json!({"records": ["\"pre-existing\""]}));
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
@@ -147,7 +136,7 @@ async fn rrset_requests() {
     // Removing the last value deletes the RRset.
     provider.delete("example.org.", &mail).await.unwrap();
     let requests = api.take_requests();
-    let seen: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let seen = lines_of(&requests);
     assert_eq!(
         seen,
         [
@@ -166,7 +155,7 @@ async fn rrset_requests() {
 #[tokio::test]
 async fn the_apex_is_at_in_urls_and_empty_in_bodies() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let apex = txt_at("example.org.", "at-apex");
     provider.append("example.org.", &apex).await.unwrap();
@@ -179,7 +168,7 @@ async fn the_apex_is_at_in_urls_and_empty_in_bodies() {
     assert_eq!(zones.txt_values("example.org"), ["at-apex"]);
     provider.delete("example.org.", &apex).await.unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             "GET /api/v1/domains/example.org/rrsets/@/TXT/",
             "DELETE /api/v1/domains/example.org/rrsets/@/TXT/",
@@ -193,7 +182,7 @@ async fn the_apex_is_at_in_urls_and_empty_in_bodies() {
 async fn ttl_is_kept_within_the_domains_limits() {
     let zones = FakeZones::standard();
     zones.add_zone(standin::LOW_TTL_DOMAIN);
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let cases = [
         ("example.org.", 60, standin::MINIMUM_TTL),
@@ -203,8 +192,7 @@ async fn ttl_is_kept_within_the_domains_limits() {
     ];
     for (i, (zone, asked, kept)) in cases.into_iter().enumerate() {
         let fqdn = format!("_acme-challenge.t{i}.{zone}");
-        let mut record = txt_at(&fqdn, "v");
-        record.ttl = Duration::from_secs(asked);
+        let record = testing::txt(&fqdn, "v", asked);
         provider.append(zone, &record).await.unwrap();
         let stored = zones.records_named(&fqdn);
         assert_eq!(stored.len(), 1, "{stored:?}");
@@ -215,23 +203,10 @@ async fn ttl_is_kept_within_the_domains_limits() {
 #[tokio::test]
 async fn concurrent_values_on_one_name_both_stay() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider(&api);
-    let (one, two) = (txt("wildcard"), txt("apex"));
-    let (a, b) = tokio::join!(
-        provider.append("example.org.", &one),
-        provider.append("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(zones.txt_values(NAME), ["apex", "pre-existing", "wildcard"]);
-    let (a, b) = tokio::join!(
-        provider.delete("example.org.", &one),
-        provider.delete("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
+    let api = MockApi::serving(&zones, standin::handle).await;
+    // Two orders (a wildcard and its apex) presenting at once: each read-modify-write must
+    // see the other's value.
+    check_concurrent_changes(provider(&api).as_ref(), &zones, 3600).await;
 }
 
 #[tokio::test]
@@ -269,7 +244,7 @@ async fn an_rrset_created_meanwhile_is_modified_instead() {
     assert!(raced.load(Ordering::SeqCst));
     let path = "/api/v1/domains/example.org/rrsets/_acme-challenge.race/TXT/";
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             format!("GET {path}"),
             "GET /api/v1/domains/example.org/".into(),
@@ -287,34 +262,32 @@ async fn an_rrset_created_meanwhile_is_modified_instead() {
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-token", "");
-    let error = provider.zone_for(&format!("{NAME}.")).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-token";
+    let provider = provider_with(&api, secret, "");
+    let error =
+        check_refused_credentials(&api, secret, provider.zone_for(&format!("{NAME}."))).await;
     assert_eq!(
         error.to_string(),
         "desec: find domain in zone -: not authorised: HTTP 401 Unauthorized: Invalid token."
     );
-    let text = provider
-        .append("example.org.", &txt("token-one"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = check_refused_credentials(
+        &api,
+        secret,
+        provider.append("example.org.", &txt("token-one")),
+    )
+    .await
+    .to_string();
     assert!(
         text.starts_with("desec: add TXT value in zone example.org.: not authorised"),
         "{text}"
     );
-    assert!(!text.contains("wrong-secret-token"), "{text}");
     let direct = madmail_libdns_desec::Desec::new(
-        madmail_libdns_http::Secret::new("wrong-secret-token"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("api/v1")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("api/v1"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
@@ -349,25 +322,21 @@ async fn a_token_restricted_by_policy_is_unauthorized() {
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        Response::json(
-            429,
-            &json!({"detail": "Request was throttled. Expected available in 1 second."}),
-        )
-        .with_header("retry-after", "1"),
+    let fault = Response::json(
+        429,
+        &json!({"detail": "Request was throttled. Expected available in 1 second."}),
     );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let sent = check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
     assert_eq!(
-        lines(&api),
+        lines_of(&sent),
         [
             format!("GET {RRSET}"),
             format!("GET {RRSET}"),
@@ -379,33 +348,27 @@ async fn rate_limits_wait_for_retry_after() {
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad Gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, standin::TOKEN, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
+    let error = check_gives_up_on_server_errors(
+        &api,
         Response::json(500, &json!({"detail": "A server error occurred."})),
-    );
-    let error = provider
-        .delete("example.org.", &txt("after-errors"))
-        .await
-        .unwrap_err();
+        provider.delete("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "desec: remove TXT value in zone example.org.: HTTP 500 Internal Server Error: A server error occurred. (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 }
 
@@ -443,27 +406,27 @@ async fn field_errors_are_quoted_with_their_field() {
 #[tokio::test]
 async fn an_existing_value_is_not_written_again() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("pre-existing"))
         .await
         .unwrap();
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
-    assert_eq!(lines(&api), [format!("GET {RRSET}")]);
+    assert_eq!(api.take_lines(), [format!("GET {RRSET}")]);
 }
 
 #[tokio::test]
 async fn removing_what_is_not_there_writes_nothing() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // The RRset exists without the value.
     provider
         .delete("example.org.", &txt("never-there"))
         .await
         .unwrap();
-    assert_eq!(lines(&api), [format!("GET {RRSET}")]);
+    assert_eq!(api.take_lines(), [format!("GET {RRSET}")]);
     // No RRset at all (404).
     provider
         .delete(
@@ -473,7 +436,7 @@ async fn removing_what_is_not_there_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         ["GET /api/v1/domains/example.org/rrsets/_acme-challenge.none/TXT/"]
     );
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
@@ -482,7 +445,7 @@ async fn removing_what_is_not_there_writes_nothing() {
 #[tokio::test]
 async fn an_unknown_domain_is_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let error = provider
         .append("gone.test.", &txt_at("_acme-challenge.gone.test.", "x"))
@@ -504,10 +467,7 @@ async fn an_unknown_domain_is_reported() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("api/v1");
-    drop(api);
+    let url = closed_endpoint("api/v1").await;
     let provider = provider_block(
         madmail_libdns_desec::register,
         "desec",
@@ -517,13 +477,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .zone_for(&format!("{NAME}."))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("desec: find domain in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "desec: find domain in zone -",
+        provider.zone_for(&format!("{NAME}.")),
+    )
+    .await;
 }

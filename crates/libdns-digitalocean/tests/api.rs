@@ -6,20 +6,17 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block,
 };
 use serde_json::json;
 
 const NAME: &str = "_acme-challenge.example.org";
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, token: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -35,11 +32,7 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: format!("{NAME}."),
-        value: value.into(),
-        ttl: Duration::from_secs(60),
-    }
+    testing::txt(&format!("{NAME}."), value, 60)
 }
 
 fn bearer() -> String {
@@ -49,7 +42,7 @@ fn bearer() -> String {
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider(&api).as_ref(),
         &zones,
@@ -60,11 +53,7 @@ async fn behaves_as_every_provider_must() {
     )
     .await;
     let requests = api.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("authorization") == Some(bearer().as_str()))
-    );
+    assert_every_request_has(&requests, "authorization", &bearer());
     // 122 domains fit in one page of 200.
     assert_eq!(requests[0].line(), "GET /v2/domains?page=1&per_page=200");
     assert_ne!(requests[1].line(), "GET /v2/domains?page=2&per_page=200");
@@ -81,14 +70,14 @@ async fn listings_are_paged() {
         zones.add("example.org", NAME, "TXT", &format!("other-{i:03}"), 300);
     }
     let last = zones.add("example.org", NAME, "TXT", "last-one", 300);
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // 422 domains: three pages of 200, and the zone is found on the first.
     assert_eq!(
         provider.zone_for(&format!("{NAME}.")).await.unwrap(),
         "example.org."
     );
-    let lines: Vec<String> = api.take_requests().iter().map(|r| r.line()).collect();
+    let lines = api.take_lines();
     assert_eq!(
         lines,
         [
@@ -110,7 +99,7 @@ async fn listings_are_paged() {
         .delete("example.org.", &txt("last-one"))
         .await
         .unwrap();
-    let lines: Vec<String> = api.take_requests().iter().map(|r| r.line()).collect();
+    let lines = api.take_lines();
     let id = standin::numeric_id(&last);
     assert_eq!(
         lines,
@@ -128,7 +117,7 @@ async fn listings_are_paged() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("token-one"))
@@ -148,11 +137,7 @@ async fn create_and_delete_requests() {
         create.json(),
         json!({"type": "TXT", "name": "_acme-challenge", "data": "token-one", "ttl": 60})
     );
-    let created = zones
-        .records_named(NAME)
-        .into_iter()
-        .find(|r| r.value == "token-one")
-        .unwrap();
+    let created = zones.txt_record(NAME, "token-one");
     assert_eq!((created.ttl, created.zone.as_str()), (60, "example.org"));
 
     provider
@@ -160,7 +145,7 @@ async fn create_and_delete_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [
@@ -179,13 +164,9 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn the_apex_is_written_at() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let apex = TxtRecord {
-        fqdn: "example.org.".into(),
-        value: "at-apex".into(),
-        ttl: Duration::from_secs(60),
-    };
+    let apex = testing::txt("example.org.", "at-apex", 60);
     provider.append("example.org.", &apex).await.unwrap();
     let create = api
         .take_requests()
@@ -201,118 +182,97 @@ async fn the_apex_is_written_at() {
 #[tokio::test]
 async fn ttl_is_raised_to_digitaloceans_minimum() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let mut short = txt("short");
-    short.ttl = Duration::from_secs(5);
+    let short = testing::txt(&format!("{NAME}."), "short", 5);
     provider.append("example.org.", &short).await.unwrap();
-    let record = zones
-        .records_named(NAME)
-        .into_iter()
-        .find(|r| r.value == "short")
-        .unwrap();
+    let record = zones.txt_record(NAME, "short");
     assert_eq!(record.ttl, standin::MIN_TTL);
 }
 
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-token", "");
-    let error = provider.zone_for(&format!("{NAME}.")).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-token";
+    let provider = provider_with(&api, secret, "");
+    let error =
+        check_refused_credentials(&api, secret, provider.zone_for(&format!("{NAME}."))).await;
     assert_eq!(
         error.to_string(),
         "digitalocean: list domains in zone -: not authorised: HTTP 401 Unauthorized: Unable to authenticate you (Unauthorized)"
     );
-    let error = provider
-        .append("example.org.", &txt("token-one"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let text = check_refused_credentials(
+        &api,
+        secret,
+        provider.append("example.org.", &txt("token-one")),
+    )
+    .await
+    .to_string();
     assert!(
         text.starts_with("digitalocean: create TXT record in zone example.org.: not authorised"),
         "{text}"
     );
-    assert!(!text.contains("wrong-secret-token"), "{text}");
     let direct = madmail_libdns_digitalocean::DigitalOcean::new(
-        madmail_libdns_http::Secret::new("wrong-secret-token"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("v2")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("v2"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(429, "too_many_requests", "API Rate limit exceeded.")
-            .with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let sent = check_retries_rate_limit(
+        &api,
+        standin::error(429, "too_many_requests", "API Rate limit exceeded."),
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
-    // The refused request was repeated.
-    let requests = api.requests();
-    assert_eq!(requests.len(), 3);
-    assert_eq!(requests[0].line(), requests[1].line());
-    assert_eq!(requests[2].method, "POST");
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[2].method, "POST");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, standin::TOKEN, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
-        standin::error(
-            500,
-            "server_error",
-            "Server was unable to give you a response.",
-        ),
+    let fault = standin::error(
+        500,
+        "server_error",
+        "Server was unable to give you a response.",
     );
-    let error = provider
-        .append("example.org.", &txt("never"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("never")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "digitalocean: create TXT record in zone example.org.: HTTP 500 Internal Server Error: Server was unable to give you a response. (server_error) (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(!zones.txt_values(NAME).contains(&"never".to_string()));
 }
 
 #[tokio::test]
 async fn an_existing_value_is_not_added_again() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -330,11 +290,7 @@ async fn a_record_gone_before_its_delete_is_success() {
     let api = MockApi::start(move |request| {
         let reply = standin::handle(&racing, request);
         if request.method == "GET" && request.path.ends_with("/records") {
-            for r in racing.records_named(NAME) {
-                if r.value == "vanishing" {
-                    racing.remove(&r.id);
-                }
-            }
+            racing.remove_txt(NAME, "vanishing");
         }
         reply
     })
@@ -360,13 +316,9 @@ async fn a_record_gone_before_its_delete_is_success() {
 #[tokio::test]
 async fn an_unknown_domain_is_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let record = TxtRecord {
-        fqdn: "_acme-challenge.gone.test.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(60),
-    };
+    let record = testing::txt("_acme-challenge.gone.test.", "x", 60);
     let error = provider.append("gone.test.", &record).await.unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -381,10 +333,7 @@ async fn an_unknown_domain_is_reported() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("v2");
-    drop(api);
+    let url = closed_endpoint("v2").await;
     let provider = provider_block(
         madmail_libdns_digitalocean::register,
         "digitalocean",
@@ -394,13 +343,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .zone_for(&format!("{NAME}."))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("digitalocean: list domains in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "digitalocean: list domains in zone -",
+        provider.zone_for(&format!("{NAME}.")),
+    )
+    .await;
 }

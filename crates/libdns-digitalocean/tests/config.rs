@@ -2,13 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{check_takes_no_arguments, config_errors, provider_block};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_digitalocean::register, "digitalocean", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_digitalocean::register, "digitalocean", block)
 }
 
 #[test]
@@ -66,15 +63,9 @@ fn errors_point_at_the_directive() {
 
 #[test]
 fn arguments_are_refused() {
-    let lines = match provider_from(
+    check_takes_no_arguments(
         madmail_libdns_digitalocean::register,
-        "dns_user tcp://127.0.0.1:1 {\n    dns digitalocean tok {\n        api_token x\n    }\n}\n",
-    ) {
-        Ok(_) => panic!("accepted"),
-        Err(lines) => lines,
-    };
-    assert_eq!(
-        lines,
-        ["2:22: libdns.digitalocean takes no arguments, only a block"]
+        "digitalocean",
+        "api_token x",
     );
 }

@@ -7,19 +7,16 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsError, DnsProvider};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    Expect, FakeZones, MockApi, Response, assert_every_request_has, check_concurrent_changes,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block, txt,
 };
 use serde_json::json;
 use standin::{API_KEY, PERSONAL_TOKEN};
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, credentials: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -34,25 +31,13 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
     provider_with(api, &format!("personal_token {PERSONAL_TOKEN}"))
 }
 
-fn txt(fqdn: &str, value: &str, ttl: u64) -> TxtRecord {
-    TxtRecord {
-        fqdn: fqdn.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(ttl),
-    }
-}
-
 const NAME: &str = "_acme-challenge.example.org.";
 const RRSET: &str = "/v5/livedns/domains/example.org/records/_acme-challenge/TXT";
-
-fn lines(api: &MockApi) -> Vec<String> {
-    api.take_requests().iter().map(|r| r.line()).collect()
-}
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     // LiveDNS's smallest TTL is 300 s, and new values keep the existing RRset's TTL (300 s).
     let expect = Expect {
         lists_zones: true,
@@ -60,17 +45,14 @@ async fn behaves_as_every_provider_must() {
     };
     check_provider(provider(&api).as_ref(), &zones, expect).await;
     let requests = api.requests();
-    for request in &requests {
-        assert_eq!(
-            request.header("authorization"),
-            Some(format!("Bearer {PERSONAL_TOKEN}").as_str()),
-            "{}",
-            request.line()
-        );
-        assert_eq!(request.header("accept"), Some("application/json"));
-    }
+    assert_every_request_has(
+        &requests,
+        "authorization",
+        &format!("Bearer {PERSONAL_TOKEN}"),
+    );
+    assert_every_request_has(&requests, "accept", "application/json");
     // 122 domains, 100 a page: two pages, the second one short.
-    let pages: Vec<String> = requests.iter().take(3).map(|r| r.line()).collect();
+    let pages = lines_of(&requests[..3]);
     assert_eq!(
         pages,
         [
@@ -84,7 +66,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn an_api_key_is_sent_with_its_own_scheme() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider_with(&api, &format!("api_token {API_KEY}"));
     provider
         .append("example.org.", &txt(NAME, "with-key", 300))
@@ -118,7 +100,7 @@ async fn an_api_key_is_sent_with_its_own_scheme() {
 #[tokio::test]
 async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
 
     provider
@@ -126,7 +108,7 @@ async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let sent: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let sent = lines_of(&requests);
     assert_eq!(sent, [format!("GET {RRSET}"), format!("PUT {RRSET}")]);
     assert_eq!(requests[1].header("content-type"), Some("application/json"));
     assert_eq!(
@@ -141,7 +123,7 @@ async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let sent: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let sent = lines_of(&requests);
     assert_eq!(sent, [format!("GET {RRSET}"), format!("PUT {RRSET}")]);
     assert_eq!(
         requests[1].json(),
@@ -153,7 +135,7 @@ async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
 #[tokio::test]
 async fn a_new_rrset_gets_a_ttl_livedns_accepts_and_goes_with_its_last_value() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let fqdn = "_acme-challenge.mail.example.org.";
     let path = "/v5/livedns/domains/example.org/records/_acme-challenge.mail/TXT";
@@ -163,7 +145,7 @@ async fn a_new_rrset_gets_a_ttl_livedns_accepts_and_goes_with_its_last_value() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let sent: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let sent = lines_of(&requests);
     assert_eq!(sent, [format!("GET {path}"), format!("PUT {path}")]);
     assert_eq!(
         requests[1].json(),
@@ -178,7 +160,7 @@ async fn a_new_rrset_gets_a_ttl_livedns_accepts_and_goes_with_its_last_value() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [format!("GET {path}"), format!("DELETE {path}")]
     );
     assert!(zones.records_named(fqdn).is_empty());
@@ -188,14 +170,14 @@ async fn a_new_rrset_gets_a_ttl_livedns_accepts_and_goes_with_its_last_value() {
 #[tokio::test]
 async fn the_apex_is_named_at() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("example.org.", "apex-value", 300))
         .await
         .unwrap();
     assert_eq!(
-        lines(&api)[1],
+        api.take_lines()[1],
         "PUT /v5/livedns/domains/example.org/records/@/TXT"
     );
     assert_eq!(zones.txt_values("example.org"), ["apex-value"]);
@@ -209,7 +191,7 @@ async fn the_apex_is_named_at() {
 #[tokio::test]
 async fn values_with_quotes_and_spaces_stay_one_string() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let value = "a \"quoted\" value";
     provider
@@ -232,41 +214,21 @@ async fn values_with_quotes_and_spaces_stay_one_string() {
 #[tokio::test]
 async fn changes_at_once_do_not_lose_values() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider(&api);
+    let api = MockApi::serving(&zones, standin::handle).await;
     // Two orders (a wildcard and its apex) presenting at once: each read-modify-write must
     // see the other's value.
-    let one = txt(NAME, "order-one", 300);
-    let two = txt(NAME, "order-two", 300);
-    let (a, b) = tokio::join!(
-        provider.append("example.org.", &one),
-        provider.append("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(
-        zones.txt_values(NAME),
-        ["order-one", "order-two", "pre-existing"]
-    );
-    let (a, b) = tokio::join!(
-        provider.delete("example.org.", &one),
-        provider.delete("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
+    check_concurrent_changes(provider(&api).as_ref(), &zones, 300).await;
 }
 
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "personal_token wrong-secret-token");
-    let error = provider.zone_for(NAME).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-token";
+    let provider = provider_with(&api, &format!("personal_token {secret}"));
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     assert_eq!(
-        text,
+        error.to_string(),
         "gandi: list domains in zone -: not authorised: HTTP 401 Unauthorized: Bad authentication attempt because of a wrong API Key."
     );
     // An expired token, or one not given this domain: 403.
@@ -279,110 +241,99 @@ async fn a_refused_token_is_unauthorized_and_never_printed() {
             "Access was denied to this resource.",
         ),
     );
-    let error = provider
-        .append("example.org.", &txt(NAME, "x", 300))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let error = check_refused_credentials(
+        &api,
+        secret,
+        provider.append("example.org.", &txt(NAME, "x", 300)),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "gandi: add TXT record in zone example.org.: not authorised: HTTP 403 Forbidden: Access was denied to this resource."
     );
     let direct = madmail_libdns_gandi::Gandi::new(
-        madmail_libdns_gandi::Credential::PersonalToken(madmail_libdns_http::Secret::new(
-            "wrong-secret-token",
-        )),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("v5/livedns")).unwrap(),
-        ),
+        madmail_libdns_gandi::Credential::PersonalToken(madmail_libdns_http::Secret::new(secret)),
+        &api.http_options("v5/livedns"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(
-            429,
-            "HTTPTooManyRequests",
-            "Too Many Requests",
-            "Too many requests",
-        )
-        .with_header("retry-after", "1"),
+    let fault = standin::error(
+        429,
+        "HTTPTooManyRequests",
+        "Too Many Requests",
+        "Too many requests",
     );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt(NAME, "after-wait", 300))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt(NAME, "after-wait", 300)),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
-    let lines = lines(&api);
-    assert_eq!(lines[0], lines[1], "the refused request was repeated");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
-        Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt(NAME, "after-errors", 300))
-        .await
-        .unwrap();
+    let fault = Response::text(502, "text/html", "<html>Bad gateway</html>");
+    check_retries_server_errors(
+        &api,
+        fault,
+        provider.append("example.org.", &txt(NAME, "after-errors", 300)),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, &format!("personal_token {PERSONAL_TOKEN}\nretries 1"));
-    api.take_requests();
-    api.fail_next(
-        2,
-        standin::error(
-            500,
-            "HTTPInternalServerError",
-            "Internal Server Error",
-            "The server encountered an unexpected condition.",
-        ),
+    let fault = standin::error(
+        500,
+        "HTTPInternalServerError",
+        "Internal Server Error",
+        "The server encountered an unexpected condition.",
     );
-    let error = provider
-        .delete("example.org.", &txt(NAME, "after-errors", 300))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        provider.delete("example.org.", &txt(NAME, "after-errors", 300)),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "gandi: remove TXT record in zone example.org.: HTTP 500 Internal Server Error: The server encountered an unexpected condition. (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 }
 
 #[tokio::test]
 async fn a_value_that_is_there_already_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt(NAME, "pre-existing", 300))
         .await
         .unwrap();
-    assert_eq!(lines(&api), [format!("GET {RRSET}")], "nothing to write");
+    assert_eq!(
+        api.take_lines(),
+        [format!("GET {RRSET}")],
+        "nothing to write"
+    );
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
 }
 
 #[tokio::test]
 async fn a_value_that_is_gone_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .delete("example.org.", &txt(NAME, "never-added", 300))
@@ -396,7 +347,7 @@ async fn a_value_that_is_gone_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             format!("GET {RRSET}"),
             "GET /v5/livedns/domains/example.org/records/_acme-challenge.nothing/TXT".to_string(),
@@ -420,7 +371,7 @@ async fn a_value_that_is_gone_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api)[1],
+        api.take_lines()[1],
         "DELETE /v5/livedns/domains/example.org/records/_acme-challenge.gone/TXT"
     );
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
@@ -429,7 +380,7 @@ async fn a_value_that_is_gone_is_success() {
 #[tokio::test]
 async fn refusals_are_reported_with_the_apis_message() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // A domain that is not on LiveDNS.
     let error = provider
@@ -467,19 +418,12 @@ async fn refusals_are_reported_with_the_apis_message() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("v5/livedns");
-    drop(api);
+    let url = closed_endpoint("v5/livedns").await;
     let provider = provider_block(
         madmail_libdns_gandi::register,
         "gandi",
         &format!("personal_token {PERSONAL_TOKEN}\nendpoint {url}\nretries 0\ntimeout 2s"),
     )
     .unwrap();
-    let text = provider.zone_for(NAME).await.unwrap_err().to_string();
-    assert!(
-        text.starts_with("gandi: list domains in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("gandi: list domains in zone -", provider.zone_for(NAME)).await;
 }

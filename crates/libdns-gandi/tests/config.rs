@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{
+    check_takes_no_arguments, config_errors, provider_block, provider_by_reference,
+};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_gandi::register, "gandi", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_gandi::register, "gandi", block)
 }
 
 #[test]
@@ -28,12 +27,11 @@ fn minimal_and_full_blocks() {
             .as_str(),
         "https://api.gandi.net/v5/livedns/"
     );
-    let provider = provider_from(
+    provider_by_reference(
         madmail_libdns_gandi::register,
-        "libdns.gandi dns_gandi {\n    personal_token abc\n}\ndns_user tcp://127.0.0.1:1 {\n    dns &dns_gandi\n}\n",
-    )
-    .unwrap();
-    assert_eq!(provider.name(), "gandi");
+        "gandi",
+        "personal_token abc",
+    );
 }
 
 #[test]
@@ -81,15 +79,5 @@ fn errors_point_at_the_directive() {
 
 #[test]
 fn the_module_takes_no_arguments() {
-    let lines = match provider_from(
-        madmail_libdns_gandi::register,
-        "dns_user tcp://127.0.0.1:1 {\n    dns gandi token {\n        personal_token x\n    }\n}\n",
-    ) {
-        Ok(_) => panic!("accepted"),
-        Err(lines) => lines,
-    };
-    assert_eq!(
-        lines,
-        ["2:15: libdns.gandi takes no arguments, only a block"]
-    );
+    check_takes_no_arguments(madmail_libdns_gandi::register, "gandi", "personal_token x");
 }

@@ -6,19 +6,16 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsError, DnsProvider};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    Expect, FakeZones, MockApi, Response, assert_every_request_has, check_concurrent_changes,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block, txt,
 };
 use serde_json::json;
 use standin::TOKEN;
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, key: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -33,25 +30,13 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
     provider_with(api, TOKEN, "")
 }
 
-fn txt(fqdn: &str, value: &str, ttl: u64) -> TxtRecord {
-    TxtRecord {
-        fqdn: fqdn.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(ttl),
-    }
-}
-
 const NAME: &str = "_acme-challenge.example.org.";
 const RRSET: &str = "/dns/v2/zones/example.org/_acme-challenge.example.org/TXT";
-
-fn lines(api: &MockApi) -> Vec<String> {
-    api.take_requests().iter().map(|r| r.line()).collect()
-}
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     // New values join the pre-existing RRset and keep its TTL (300 s), so that is the TTL
     // asked for.
     let expect = Expect {
@@ -60,16 +45,9 @@ async fn behaves_as_every_provider_must() {
     };
     check_provider(provider(&api).as_ref(), &zones, expect).await;
     let requests = api.requests();
-    for request in &requests {
-        assert_eq!(
-            request.header("authorization"),
-            Some(format!("APIKey {TOKEN}").as_str()),
-            "{}",
-            request.line()
-        );
-    }
+    assert_every_request_has(&requests, "authorization", &format!("APIKey {TOKEN}"));
     // 122 zones, 100 a page: two pages, the second one short.
-    let zone_pages: Vec<String> = requests.iter().take(3).map(|r| r.line()).collect();
+    let zone_pages = lines_of(&requests[..3]);
     assert_eq!(
         zone_pages,
         [
@@ -83,7 +61,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
 
     provider
@@ -91,7 +69,7 @@ async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(lines, [format!("GET {RRSET}"), format!("PUT {RRSET}")]);
     assert_eq!(requests[1].header("content-type"), Some("application/json"));
     assert_eq!(
@@ -109,7 +87,7 @@ async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(lines, [format!("GET {RRSET}"), format!("PUT {RRSET}")]);
     assert_eq!(
         requests[1].json(),
@@ -123,7 +101,7 @@ async fn add_and_remove_rewrite_the_rrset_with_one_value_more_or_less() {
 #[tokio::test]
 async fn a_new_rrset_is_created_and_deleted_with_its_last_value() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let fqdn = "_acme-challenge.new.example.org.";
     let path = "/dns/v2/zones/example.org/_acme-challenge.new.example.org/TXT";
@@ -132,7 +110,7 @@ async fn a_new_rrset_is_created_and_deleted_with_its_last_value() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let sent: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let sent = lines_of(&requests);
     assert_eq!(sent, [format!("GET {path}"), format!("POST {path}")]);
     assert_eq!(
         requests[1].json(),
@@ -147,7 +125,7 @@ async fn a_new_rrset_is_created_and_deleted_with_its_last_value() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [format!("GET {path}"), format!("DELETE {path}")]
     );
     assert!(zones.records_named(fqdn).is_empty());
@@ -157,7 +135,7 @@ async fn a_new_rrset_is_created_and_deleted_with_its_last_value() {
 #[tokio::test]
 async fn settings_of_the_rrset_are_written_back_unchanged() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // An RRset with balancing filters, metadata and a disabled record, made in the portal.
     api.fail_next(
@@ -194,121 +172,92 @@ async fn settings_of_the_rrset_are_written_back_unchanged() {
 #[tokio::test]
 async fn changes_at_once_do_not_lose_values() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider(&api);
+    let api = MockApi::serving(&zones, standin::handle).await;
     // Two orders (a wildcard and its apex) presenting at once: each read-modify-write must
     // see the other's value.
-    let one = txt(NAME, "order-one", 300);
-    let two = txt(NAME, "order-two", 300);
-    let (a, b) = tokio::join!(
-        provider.append("example.org.", &one),
-        provider.append("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(
-        zones.txt_values(NAME),
-        ["order-one", "order-two", "pre-existing"]
-    );
-    let (a, b) = tokio::join!(
-        provider.delete("example.org.", &one),
-        provider.delete("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
+    check_concurrent_changes(provider(&api).as_ref(), &zones, 300).await;
 }
 
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-key", "");
-    let error = provider.zone_for(NAME).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-key";
+    let provider = provider_with(&api, secret, "");
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     assert_eq!(
-        text,
+        error.to_string(),
         "gcore: list zones in zone -: not authorised: HTTP 401 Unauthorized: invalid API token"
     );
-    let error = provider
-        .append("example.org.", &txt(NAME, "x", 300))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    assert!(!error.to_string().contains("wrong-secret-key"));
+    check_refused_credentials(
+        &api,
+        secret,
+        provider.append("example.org.", &txt(NAME, "x", 300)),
+    )
+    .await;
     let direct = madmail_libdns_gcore::Gcore::new(
-        madmail_libdns_http::Secret::new("wrong-secret-key"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("dns/v2")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("dns/v2"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-key"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(429, "too many requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt(NAME, "after-wait", 300))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    check_retries_rate_limit(
+        &api,
+        standin::error(429, "too many requests"),
+        provider.append("example.org.", &txt(NAME, "after-wait", 300)),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
-    let lines = lines(&api);
-    assert_eq!(lines[0], lines[1], "the refused request was repeated");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(2, standin::error(500, "oops"));
-    provider
-        .append("example.org.", &txt(NAME, "after-errors", 300))
-        .await
-        .unwrap();
+    check_retries_server_errors(
+        &api,
+        standin::error(500, "oops"),
+        provider.append("example.org.", &txt(NAME, "after-errors", 300)),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, TOKEN, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
+    let error = check_gives_up_on_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    let error = provider
-        .delete("example.org.", &txt(NAME, "after-errors", 300))
-        .await
-        .unwrap_err();
+        provider.delete("example.org.", &txt(NAME, "after-errors", 300)),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "gcore: remove TXT record in zone example.org.: HTTP 502 Bad Gateway: <html>Bad gateway</html> (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 }
 
 #[tokio::test]
 async fn a_value_that_is_there_already_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt(NAME, "pre-existing", 300))
         .await
         .unwrap();
-    assert_eq!(lines(&api), [format!("GET {RRSET}")], "nothing to write");
+    assert_eq!(
+        api.take_lines(),
+        [format!("GET {RRSET}")],
+        "nothing to write"
+    );
     // The RRset was made by someone else between reading and creating it: the refused
     // creation is followed by reading it again, and it holds the value.
     api.fail_next(1, standin::error(404, "rrset not found"));
@@ -317,7 +266,7 @@ async fn a_value_that_is_there_already_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             format!("GET {RRSET}"),
             format!("POST {RRSET}"),
@@ -332,7 +281,7 @@ async fn a_value_that_is_there_already_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             format!("GET {RRSET}"),
             format!("POST {RRSET}"),
@@ -346,7 +295,7 @@ async fn a_value_that_is_there_already_is_success() {
 #[tokio::test]
 async fn a_value_that_is_gone_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .delete("example.org.", &txt(NAME, "never-added", 300))
@@ -360,7 +309,7 @@ async fn a_value_that_is_gone_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             format!("GET {RRSET}"),
             "GET /dns/v2/zones/example.org/_acme-challenge.nothing.example.org/TXT".to_string(),
@@ -385,7 +334,7 @@ async fn a_value_that_is_gone_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api)[1],
+        api.take_lines()[1],
         "DELETE /dns/v2/zones/example.org/_acme-challenge.gone.example.org/TXT"
     );
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
@@ -394,7 +343,7 @@ async fn a_value_that_is_gone_is_success() {
 #[tokio::test]
 async fn refusals_are_reported_with_the_apis_message() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // A zone the account does not have: creating the RRset is refused, and reading it again
     // does not find it either.
@@ -408,7 +357,7 @@ async fn refusals_are_reported_with_the_apis_message() {
         "gcore: add TXT record in zone other.test.: HTTP 404 Not Found: zone not found"
     );
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             "GET /dns/v2/zones/other.test/_acme-challenge.other.test/TXT",
             "POST /dns/v2/zones/other.test/_acme-challenge.other.test/TXT",
@@ -446,19 +395,12 @@ async fn refusals_are_reported_with_the_apis_message() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("dns/v2");
-    drop(api);
+    let url = closed_endpoint("dns/v2").await;
     let provider = provider_block(
         madmail_libdns_gcore::register,
         "gcore",
         &format!("api_key {TOKEN}\nendpoint {url}\nretries 0\ntimeout 2s"),
     )
     .unwrap();
-    let text = provider.zone_for(NAME).await.unwrap_err().to_string();
-    assert!(
-        text.starts_with("gcore: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("gcore: list zones in zone -", provider.zone_for(NAME)).await;
 }

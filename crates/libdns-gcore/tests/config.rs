@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{
+    check_takes_no_arguments, config_errors, provider_block, provider_by_reference,
+};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_gcore::register, "gcore", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_gcore::register, "gcore", block)
 }
 
 #[test]
@@ -28,12 +27,7 @@ fn minimal_and_full_blocks() {
         "https://api.gcore.com/dns/v2/"
     );
     // A named block used by reference.
-    let provider = provider_from(
-        madmail_libdns_gcore::register,
-        "libdns.gcore dns_gcore {\n    api_key abc\n}\ndns_user tcp://127.0.0.1:1 {\n    dns &dns_gcore\n}\n",
-    )
-    .unwrap();
-    assert_eq!(provider.name(), "gcore");
+    provider_by_reference(madmail_libdns_gcore::register, "gcore", "api_key abc");
 }
 
 #[test]
@@ -75,15 +69,5 @@ fn errors_point_at_the_directive() {
 
 #[test]
 fn the_module_takes_no_arguments() {
-    let lines = match provider_from(
-        madmail_libdns_gcore::register,
-        "dns_user tcp://127.0.0.1:1 {\n    dns gcore token {\n        api_key x\n    }\n}\n",
-    ) {
-        Ok(_) => panic!("accepted"),
-        Err(lines) => lines,
-    };
-    assert_eq!(
-        lines,
-        ["2:15: libdns.gcore takes no arguments, only a block"]
-    );
+    check_takes_no_arguments(madmail_libdns_gcore::register, "gcore", "api_key x");
 }

@@ -6,19 +6,16 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsError, DnsProvider};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    Expect, FakeZones, MockApi, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block, txt,
 };
 use serde_json::json;
 use standin::{Standin, TOKEN};
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let standin = Arc::new(Standin::new(zones.clone()));
-    MockApi::start(move |request| standin.handle(request)).await
-}
 
 fn provider_with(api: &MockApi, token: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -33,24 +30,12 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
     provider_with(api, TOKEN, "")
 }
 
-fn txt(fqdn: &str, value: &str, ttl: u64) -> TxtRecord {
-    TxtRecord {
-        fqdn: fqdn.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(ttl),
-    }
-}
-
 const NAME: &str = "_acme-challenge.example.org.";
-
-fn lines(api: &MockApi) -> Vec<String> {
-    api.take_requests().iter().map(|r| r.line()).collect()
-}
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     // New values join the pre-existing RRset and take its TTL (300 s), so that is the TTL
     // asked for.
     let expect = Expect {
@@ -59,17 +44,10 @@ async fn behaves_as_every_provider_must() {
     };
     check_provider(provider(&api).as_ref(), &zones, expect).await;
     let requests = api.requests();
-    for request in &requests {
-        assert_eq!(
-            request.header("authorization"),
-            Some(format!("Bearer {TOKEN}").as_str()),
-            "{}",
-            request.line()
-        );
-        assert_eq!(request.header("accept"), Some("application/json"));
-    }
+    assert_every_request_has(&requests, "authorization", &format!("Bearer {TOKEN}"));
+    assert_every_request_has(&requests, "accept", "application/json");
     // 122 zones, 50 a page: three pages.
-    let zone_pages: Vec<String> = requests.iter().take(4).map(|r| r.line()).collect();
+    let zone_pages = lines_of(&requests[..4]);
     assert_eq!(
         zone_pages,
         [
@@ -84,7 +62,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn add_and_remove_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
 
     provider
@@ -92,7 +70,7 @@ async fn add_and_remove_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [
@@ -121,7 +99,7 @@ async fn add_and_remove_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [
@@ -140,7 +118,7 @@ async fn add_and_remove_requests() {
 #[tokio::test]
 async fn a_new_rrset_gets_the_ttl_within_hetzners_range() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     let fqdn = "_acme-challenge.new.example.org.";
     provider
@@ -170,14 +148,14 @@ async fn a_new_rrset_gets_the_ttl_within_hetzners_range() {
 #[tokio::test]
 async fn the_apex_is_named_at() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("example.org.", "apex-value", 300))
         .await
         .unwrap();
     assert_eq!(
-        lines(&api)[1],
+        api.take_lines()[1],
         "POST /v1/zones/example.org/rrsets/@/TXT/actions/add_records"
     );
     assert_eq!(zones.txt_values("example.org"), ["apex-value"]);
@@ -191,21 +169,20 @@ async fn the_apex_is_named_at() {
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-token", "");
-    let error = provider.zone_for(NAME).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
+    let secret = "wrong-secret-token";
+    let provider = provider_with(&api, secret, "");
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     assert_eq!(
-        text,
+        error.to_string(),
         "hetzner: list zones in zone -: not authorised: HTTP 401 Unauthorized: unable to authenticate (unauthorized)"
     );
-    assert!(!text.contains("wrong-secret-token"));
-    let error = provider
-        .append("example.org.", &txt(NAME, "x", 300))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let error = check_refused_credentials(
+        &api,
+        secret,
+        provider.append("example.org.", &txt(NAME, "x", 300)),
+    )
+    .await;
     assert!(
         error
             .to_string()
@@ -213,86 +190,70 @@ async fn a_refused_token_is_unauthorized_and_never_printed() {
         "{error}"
     );
     let direct = madmail_libdns_hetzner::Hetzner::new(
-        madmail_libdns_http::Secret::new("wrong-secret-token"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("v1")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("v1"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(
-            429,
-            "rate_limit_exceeded",
-            "limit of 3600 requests per hour reached",
-        )
-        .with_header("retry-after", "1"),
+    let fault = standin::error(
+        429,
+        "rate_limit_exceeded",
+        "limit of 3600 requests per hour reached",
     );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt(NAME, "after-wait", 300))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt(NAME, "after-wait", 300)),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
-    let lines = lines(&api);
-    assert_eq!(lines[0], lines[1], "the refused request was repeated");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt(NAME, "after-errors", 300))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt(NAME, "after-errors", 300)),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, TOKEN, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
+    let error = check_gives_up_on_server_errors(
+        &api,
         standin::error(503, "unavailable", "service temporarily unavailable"),
-    );
-    let error = provider
-        .append("example.org.", &txt(NAME, "never", 300))
-        .await
-        .unwrap_err();
+        provider.append("example.org.", &txt(NAME, "never", 300)),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "hetzner: add TXT record in zone example.org.: HTTP 503 Service Unavailable: service temporarily unavailable (unavailable) (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(!zones.txt_values(NAME).contains(&"never".to_string()));
 }
 
 #[tokio::test]
 async fn a_value_that_is_there_already_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt(NAME, "pre-existing", 300))
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         ["GET /v1/zones/example.org/rrsets/_acme-challenge/TXT"],
         "nothing to add"
     );
@@ -304,7 +265,7 @@ async fn a_value_that_is_there_already_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api)[1],
+        api.take_lines()[1],
         "POST /v1/zones/example.org/rrsets/_acme-challenge/TXT/actions/add_records"
     );
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
@@ -313,7 +274,7 @@ async fn a_value_that_is_there_already_is_success() {
 #[tokio::test]
 async fn a_value_that_is_gone_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     // Not in the RRset; no RRset at all.
     provider
@@ -328,7 +289,7 @@ async fn a_value_that_is_gone_is_success() {
         .await
         .unwrap();
     assert_eq!(
-        lines(&api),
+        api.take_lines(),
         [
             "GET /v1/zones/example.org/rrsets/_acme-challenge/TXT",
             "GET /v1/zones/example.org/rrsets/_acme-challenge.nothing/TXT",
@@ -360,7 +321,7 @@ async fn a_value_that_is_gone_is_success() {
 #[tokio::test]
 async fn a_failed_action_is_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     api.fail_next(1, standin::error(404, "not_found", "rrset not found"));
     api.fail_next(
@@ -389,7 +350,7 @@ async fn a_failed_action_is_reported() {
         "hetzner: add TXT record in zone example.org.: action 77 failed: zone is locked (action_failed)"
     );
     assert_eq!(
-        lines(&api)[2],
+        api.take_lines()[2],
         "GET /v1/zones/actions/77",
         "the action was asked about"
     );
@@ -398,7 +359,7 @@ async fn a_failed_action_is_reported() {
 #[tokio::test]
 async fn refusals_are_reported_with_the_apis_message() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     // A zone the project does not have (the API answers for ids and names alike).
     let error = provider
@@ -432,19 +393,12 @@ async fn refusals_are_reported_with_the_apis_message() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("v1");
-    drop(api);
+    let url = closed_endpoint("v1").await;
     let provider = provider_block(
         madmail_libdns_hetzner::register,
         "hetzner",
         &format!("api_token {TOKEN}\nendpoint {url}\nretries 0\ntimeout 2s"),
     )
     .unwrap();
-    let text = provider.zone_for(NAME).await.unwrap_err().to_string();
-    assert!(
-        text.starts_with("hetzner: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("hetzner: list zones in zone -", provider.zone_for(NAME)).await;
 }

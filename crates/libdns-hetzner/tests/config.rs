@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{
+    check_takes_no_arguments, config_errors, provider_block, provider_by_reference,
+};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_hetzner::register, "hetzner", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_hetzner::register, "hetzner", block)
 }
 
 #[test]
@@ -29,12 +28,7 @@ fn minimal_and_full_blocks() {
         "https://api.hetzner.cloud/v1/"
     );
     // A named block used by reference.
-    let provider = provider_from(
-        madmail_libdns_hetzner::register,
-        "libdns.hetzner dns_hetzner {\n    api_token abc\n}\ndns_user tcp://127.0.0.1:1 {\n    dns &dns_hetzner\n}\n",
-    )
-    .unwrap();
-    assert_eq!(provider.name(), "hetzner");
+    provider_by_reference(madmail_libdns_hetzner::register, "hetzner", "api_token abc");
 }
 
 #[test]
@@ -76,15 +70,5 @@ fn errors_point_at_the_directive() {
 
 #[test]
 fn the_module_takes_no_arguments() {
-    let lines = match provider_from(
-        madmail_libdns_hetzner::register,
-        "dns_user tcp://127.0.0.1:1 {\n    dns hetzner token {\n        api_token x\n    }\n}\n",
-    ) {
-        Ok(_) => panic!("accepted"),
-        Err(lines) => lines,
-    };
-    assert_eq!(
-        lines,
-        ["2:17: libdns.hetzner takes no arguments, only a block"]
-    );
+    check_takes_no_arguments(madmail_libdns_hetzner::register, "hetzner", "api_token x");
 }

@@ -4,14 +4,32 @@
 //! translate their API to, and [`check_provider`], the behaviour every provider must show
 //! against its stand-in. A store can be mirrored into a real DNS server ([`FakeZones::mirror`])
 //! so an ACME CA resolving through that server sees what the provider published.
+//!
+//! Besides, what the providers' tests would otherwise each write again:
+//!
+//! - [`txt`], [`MockApi::serving`], [`MockApi::take_lines`], [`lines_of`],
+//!   [`assert_every_request_has`], [`MockApi::http_options`], [`FakeZones::txt_record`],
+//!   [`FakeZones::remove_txt`]: building records and stand-ins, and assertions on requests and
+//!   records;
+//! - [`page_of`], [`window`], [`page_count`]: the slicing behind a stand-in's paged listings;
+//! - [`config_errors`], [`check_takes_no_arguments`], [`provider_by_reference`]: the
+//!   configuration tests;
+//! - [`check_refused_credentials`], [`check_retries_rate_limit`],
+//!   [`check_retries_server_errors`], [`check_gives_up_on_server_errors`],
+//!   [`check_unreachable`]: how every provider must take the failures its API may answer with,
+//!   each fed the provider's own fault reply; the provider's test then checks what is its own
+//!   (the exact error text, the requests it sent);
+//! - [`check_concurrent_changes`]: two values of one name changed at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure is a failed test
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -26,7 +44,7 @@ use madmail_module::{
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::names;
+use crate::{HttpOptions, names, parse_endpoint};
 
 /// One request the stand-in received.
 #[derive(Debug, Clone)]
@@ -189,6 +207,19 @@ impl MockApi {
         MockApi { addr, shared, task }
     }
 
+    /// Starts the stand-in answering through `handler(state, request)`: a stand-in module's
+    /// `handle`, over the [`FakeZones`] (or the provider's own state) the test also looks at.
+    pub async fn serving<S>(
+        state: &S,
+        handler: impl Fn(&S, &Request) -> Response + Send + Sync + 'static,
+    ) -> MockApi
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let state = state.clone();
+        MockApi::start(move |request| handler(&state, request)).await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -206,6 +237,28 @@ impl MockApi {
     /// Every request so far, forgetting them.
     pub fn take_requests(&self) -> Vec<Request> {
         std::mem::take(&mut *lock(&self.shared.requests))
+    }
+
+    /// [`Request::line`] of every request so far.
+    pub fn lines(&self) -> Vec<String> {
+        lines_of(&self.requests())
+    }
+
+    /// [`Request::line`] of every request so far, forgetting them.
+    pub fn take_lines(&self) -> Vec<String> {
+        lines_of(&self.take_requests())
+    }
+
+    /// The options of a provider built directly (not from a configuration) against this
+    /// stand-in, its endpoint at `path`.
+    pub fn http_options(&self, path: &str) -> HttpOptions {
+        HttpOptions::with_endpoint(parse_endpoint(&self.url(path)).unwrap())
+    }
+
+    /// The requests since the first `count` the stand-in received.
+    fn requests_after(&self, count: usize) -> Vec<Request> {
+        let mut requests = self.requests();
+        requests.split_off(count.min(requests.len()))
     }
 
     /// The next `times` requests get `response` instead of the handler's reply.
@@ -453,6 +506,23 @@ impl FakeZones {
         self.records().into_iter().find(|r| r.id == id)
     }
 
+    /// The TXT record of `value` at `name`; panics when there is none.
+    pub fn txt_record(&self, name: &str, value: &str) -> FakeRecord {
+        self.records_named(name)
+            .into_iter()
+            .find(|r| r.rtype == "TXT" && r.value == value)
+            .unwrap_or_else(|| panic!("no TXT record {value:?} at {name}"))
+    }
+
+    /// Removes the TXT records of `value` at `name`, as another client would.
+    pub fn remove_txt(&self, name: &str, value: &str) {
+        for record in self.records_named(name) {
+            if record.rtype == "TXT" && record.value == value {
+                self.remove(&record.id);
+            }
+        }
+    }
+
     /// The TXT values at `name`, sorted.
     pub fn txt_values(&self, name: &str) -> Vec<String> {
         let mut values: Vec<String> = self
@@ -486,6 +556,57 @@ fn mirror(data: &ZoneData, record: &FakeRecord, add: bool) {
     if let Err(e) = result {
         panic!("mirroring {txt:?} into the real DNS server: {e}");
     }
+}
+
+/// The page `page` (counted from 1) of `items`, `per_page` a page: what a stand-in's
+/// `page`/`per_page` listing answers. Past the end it is empty.
+pub fn page_of<T>(items: &[T], page: usize, per_page: usize) -> &[T] {
+    window(
+        items,
+        page.saturating_sub(1).saturating_mul(per_page),
+        per_page,
+    )
+}
+
+/// At most `limit` of `items` from `offset` on: what a stand-in's `offset`/`limit` (or
+/// cursor) listing answers. Past the end it is empty.
+pub fn window<T>(items: &[T], offset: usize, limit: usize) -> &[T] {
+    let start = offset.min(items.len());
+    let end = start.saturating_add(limit).min(items.len());
+    &items[start..end]
+}
+
+/// How many pages of `per_page` the listing of `total` items has: at least one, an empty
+/// listing being one empty page.
+pub fn page_count(total: usize, per_page: usize) -> usize {
+    total.div_ceil(per_page.max(1)).max(1)
+}
+
+/// A TXT record of `value` at `fqdn` (absolute, with the final dot), asked for `ttl` seconds.
+pub fn txt(fqdn: &str, value: &str, ttl: u64) -> TxtRecord {
+    TxtRecord {
+        fqdn: fqdn.into(),
+        value: value.into(),
+        ttl: Duration::from_secs(ttl),
+    }
+}
+
+/// Checks that each of `requests` carries the header `name` with `value` (credentials, the
+/// media type asked for).
+pub fn assert_every_request_has(requests: &[Request], name: &str, value: &str) {
+    for request in requests {
+        assert_eq!(
+            request.header(name),
+            Some(value),
+            "{name} of {}",
+            request.line()
+        );
+    }
+}
+
+/// [`Request::line`] of each request, in order.
+pub fn lines_of(requests: &[Request]) -> Vec<String> {
+    requests.iter().map(Request::line).collect()
 }
 
 /// What [`check_provider`] may expect of a provider.
@@ -606,6 +727,30 @@ pub async fn check_provider(provider: &dyn DnsProvider, zones: &FakeZones, expec
     assert_eq!(strip(after), strip(before), "the zone is as it was");
 }
 
+/// What every provider must do when the values of one name change at once (two orders, a
+/// wildcard and its apex, presenting or cleaning up together): adding two values to
+/// `_acme-challenge.example.org.` at once, asking for `ttl` seconds, keeps both next to the
+/// value there before, and removing them at once leaves that value alone; a read-modify-write
+/// must see the other's change. `zones` is the [`FakeZones::standard`] behind the provider.
+pub async fn check_concurrent_changes(provider: &dyn DnsProvider, zones: &FakeZones, ttl: u64) {
+    let name = "_acme-challenge.example.org.";
+    let (one, two) = (txt(name, "wildcard", ttl), txt(name, "apex", ttl));
+    let (a, b) = tokio::join!(
+        provider.append("example.org.", &one),
+        provider.append("example.org.", &two)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(zones.txt_values(name), ["apex", "pre-existing", "wildcard"]);
+    let (a, b) = tokio::join!(
+        provider.delete("example.org.", &one),
+        provider.delete("example.org.", &two)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(zones.txt_values(name), ["pre-existing"]);
+}
+
 /// `dns_user ADDR { dns ... }`: an endpoint that only builds its `dns` provider, the way the
 /// ACME loader does (`libdns` namespace).
 fn build_user(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<Built, Errors> {
@@ -655,4 +800,194 @@ pub fn provider_block(
         register,
         &format!("dns_user tcp://127.0.0.1:1 {{\n    dns {name} {{\n{block}\n    }}\n}}\n"),
     )
+}
+
+/// The errors of `dns NAME {\nBLOCK\n}` (see [`provider_block`]), as `LINE:COL: message`;
+/// panics when the block is accepted.
+pub fn config_errors(register: fn(&mut Registry), name: &str, block: &str) -> Vec<String> {
+    match provider_block(register, name, block) {
+        Ok(_) => panic!("accepted:\n{block}"),
+        Err(errors) => errors,
+    }
+}
+
+/// The provider of a named top-level block `libdns.NAME ref { BLOCK }` that the endpoint uses
+/// by reference (`dns &ref`), after checking it is the provider called `name`.
+pub fn provider_by_reference(
+    register: fn(&mut Registry),
+    name: &str,
+    block: &str,
+) -> Arc<dyn DnsProvider> {
+    let block: String = block.lines().map(|line| format!("    {line}\n")).collect();
+    let config = format!(
+        "libdns.{name} dns_ref {{\n{block}}}\ndns_user tcp://127.0.0.1:1 {{\n    dns &dns_ref\n}}\n"
+    );
+    let provider = provider_from(register, &config)
+        .unwrap_or_else(|errors| panic!("refused:\n{config}\n{errors:?}"));
+    assert_eq!(provider.name(), name);
+    provider
+}
+
+/// `dns NAME extra { BLOCK }` is refused, pointing at the argument: a provider's module is
+/// configured in its block only (`BLOCK` being a block it would accept).
+pub fn check_takes_no_arguments(register: fn(&mut Registry), name: &str, block: &str) {
+    let block: String = block
+        .lines()
+        .map(|line| format!("        {line}\n"))
+        .collect();
+    let config =
+        format!("dns_user tcp://127.0.0.1:1 {{\n    dns {name} extra {{\n{block}    }}\n}}\n");
+    let errors = match provider_from(register, &config) {
+        Ok(_) => panic!("accepted:\n{config}"),
+        Err(errors) => errors,
+    };
+    // `    dns NAME extra`: the argument is at column 4 + 4 + NAME + 1 + 1.
+    let column = name.len() + 10;
+    assert_eq!(
+        errors,
+        [format!(
+            "2:{column}: libdns.{name} takes no arguments, only a block"
+        )]
+    );
+}
+
+/// The error of `result`; panics with `what` when it is a success.
+fn failure<T: Debug>(what: &str, result: Result<T, DnsError>) -> DnsError {
+    match result {
+        Ok(value) => panic!("{what}, yet the call succeeded: {value:?}"),
+        Err(error) => error,
+    }
+}
+
+/// Runs `operation`, the first `times` of its requests answered with `fault`: its result, and
+/// the requests it sent.
+async fn with_faults<T>(
+    api: &MockApi,
+    times: usize,
+    fault: Response,
+    operation: impl Future<Output = Result<T, DnsError>>,
+) -> (Result<T, DnsError>, Vec<Request>) {
+    let before = api.requests().len();
+    api.fail_next(times, fault);
+    let result = operation.await;
+    (result, api.requests_after(before))
+}
+
+/// Checks that the first `times` of `sent` are one request, sent again after each failure.
+fn assert_repeated(sent: &[Request], times: usize) {
+    assert!(
+        sent.len() >= times && sent[1..times].iter().all(|r| r.line() == sent[0].line()),
+        "the failed request was not sent {times} times: {:?}",
+        lines_of(sent)
+    );
+}
+
+/// What every provider must do when its API refuses the credentials: `operation` (a call of a
+/// provider configured with them) fails as [`DnsError::Unauthorized`] after exactly one
+/// request, since a refusal is not retried, and neither the error's text nor its debug form
+/// holds `secret`. Returns the error, for the provider's own check of its text.
+pub async fn check_refused_credentials<T: Debug>(
+    api: &MockApi,
+    secret: &str,
+    operation: impl Future<Output = Result<T, DnsError>>,
+) -> DnsError {
+    let before = api.requests().len();
+    let error = failure("the credentials were refused", operation.await);
+    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(!text.contains(secret), "the secret is printed: {text}");
+    assert!(
+        !format!("{error:?}").contains(secret),
+        "the secret is printed: {error:?}"
+    );
+    let sent = api.requests_after(before);
+    assert_eq!(
+        sent.len(),
+        1,
+        "refusals are not retried: {:?}",
+        lines_of(&sent)
+    );
+    error
+}
+
+/// What every provider must do when rate-limited: the first request of `operation` is answered
+/// with `fault` (the provider's documented rate-limit reply, to which `Retry-After: 1` is
+/// added); the operation waits that second, sends the refused request again and succeeds.
+/// Returns the requests the operation sent, for the provider's own checks.
+pub async fn check_retries_rate_limit<T: Debug>(
+    api: &MockApi,
+    fault: Response,
+    operation: impl Future<Output = Result<T, DnsError>>,
+) -> Vec<Request> {
+    let started = Instant::now();
+    let fault = fault.with_header("retry-after", "1");
+    let (result, sent) = with_faults(api, 1, fault, operation).await;
+    if let Err(error) = result {
+        panic!("a rate limit was not waited out: {error}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not waited for"
+    );
+    assert_repeated(&sent, 2);
+    sent
+}
+
+/// What every provider must do when its API fails for a while: the first two requests of
+/// `operation` are answered with `fault` (a server error, HTTP 5xx); the operation sends the
+/// failed request again, twice, and succeeds. Returns the requests the operation sent, for the
+/// provider's own checks.
+pub async fn check_retries_server_errors<T: Debug>(
+    api: &MockApi,
+    fault: Response,
+    operation: impl Future<Output = Result<T, DnsError>>,
+) -> Vec<Request> {
+    let (result, sent) = with_faults(api, 2, fault, operation).await;
+    if let Err(error) = result {
+        panic!("server errors were not retried: {error}");
+    }
+    assert_repeated(&sent, 3);
+    sent
+}
+
+/// What every provider must do when its API keeps failing: with `operation` a call of a
+/// provider configured with `retries 1`, and its two requests answered with `fault` (a server
+/// error, HTTP 5xx), it sends the request twice and fails as [`DnsError::Failed`] saying it
+/// gave up after 2 attempts. Returns the error, for the provider's own check of its text
+/// (which names the provider, the zone and the operation).
+pub async fn check_gives_up_on_server_errors<T: Debug>(
+    api: &MockApi,
+    fault: Response,
+    operation: impl Future<Output = Result<T, DnsError>>,
+) -> DnsError {
+    let (result, sent) = with_faults(api, 2, fault, operation).await;
+    let error = failure("the server kept failing", result);
+    assert!(matches!(error, DnsError::Failed { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.ends_with(" (gave up after 2 attempts)"), "{text}");
+    assert_eq!(sent.len(), 2, "{:?}", lines_of(&sent));
+    assert_repeated(&sent, 2);
+    error
+}
+
+/// The URL of a stand-in that has stopped, with `path`: nothing answers there any more.
+pub async fn closed_endpoint(path: &str) -> String {
+    let api = MockApi::start(|_| Response::empty(500)).await;
+    api.url(path)
+}
+
+/// What every provider must do when its API cannot be reached (see [`closed_endpoint`]):
+/// `operation` fails, its error text starting with `context` (`PROVIDER: OPERATION in zone
+/// ZONE`) and `: request failed`.
+pub async fn check_unreachable<T: Debug>(
+    context: &str,
+    operation: impl Future<Output = Result<T, DnsError>>,
+) -> DnsError {
+    let error = failure("the API is unreachable", operation.await);
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!("{context}: request failed")),
+        "{text}"
+    );
+    error
 }

@@ -7,18 +7,15 @@ mod standin;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::DnsProvider;
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    Expect, FakeZones, MockApi, Request, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block, txt,
 };
 use serde_json::json;
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, key: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -33,14 +30,6 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
     provider_with(api, standin::KEY, "")
 }
 
-fn txt(name: &str, value: &str, ttl: u64) -> TxtRecord {
-    TxtRecord {
-        fqdn: name.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(ttl),
-    }
-}
-
 fn writes(requests: &[Request]) -> Vec<String> {
     requests
         .iter()
@@ -52,7 +41,7 @@ fn writes(requests: &[Request]) -> Vec<String> {
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider(&api).as_ref(),
         &zones,
@@ -63,18 +52,10 @@ async fn behaves_as_every_provider_must() {
     )
     .await;
     let requests = api.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("x-lsw-auth") == Some(standin::KEY))
-    );
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("accept") == Some("application/json"))
-    );
+    assert_every_request_has(&requests, "x-lsw-auth", standin::KEY);
+    assert_every_request_has(&requests, "accept", "application/json");
     // 122 domains, 50 a page: three pages, the last one short.
-    let pages: Vec<String> = requests.iter().take(3).map(Request::line).collect();
+    let pages = lines_of(&requests[..3]);
     assert_eq!(
         pages,
         [
@@ -92,7 +73,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn a_new_set_is_created_extended_shrunk_and_deleted() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let name = "_acme-challenge.Mail.example.org.";
     let path =
@@ -103,7 +84,7 @@ async fn a_new_set_is_created_extended_shrunk_and_deleted() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(Request::line).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [
@@ -122,7 +103,7 @@ async fn a_new_set_is_created_extended_shrunk_and_deleted() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(Request::line).collect();
+    let lines = lines_of(&requests);
     assert_eq!(lines, [format!("GET {path}"), format!("PUT {path}")]);
     assert_eq!(
         requests[1].json(),
@@ -138,7 +119,7 @@ async fn a_new_set_is_created_extended_shrunk_and_deleted() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(Request::line).collect();
+    let lines = lines_of(&requests);
     assert_eq!(lines, [format!("GET {path}"), format!("PUT {path}")]);
     assert_eq!(
         requests[1].json(),
@@ -149,7 +130,7 @@ async fn a_new_set_is_created_extended_shrunk_and_deleted() {
         .delete("example.org.", &txt(name, "token-two", 60))
         .await
         .unwrap();
-    let lines: Vec<String> = api.take_requests().iter().map(Request::line).collect();
+    let lines = api.take_lines();
     assert_eq!(lines, [format!("GET {path}"), format!("DELETE {path}")]);
     assert!(
         zones
@@ -161,7 +142,7 @@ async fn a_new_set_is_created_extended_shrunk_and_deleted() {
 #[tokio::test]
 async fn values_of_others_stay_and_the_set_ttl_only_shrinks() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let name = "_acme-challenge.example.org.";
     provider
@@ -194,7 +175,7 @@ async fn values_of_others_stay_and_the_set_ttl_only_shrinks() {
 #[tokio::test]
 async fn ttls_are_rounded_up_to_the_allowed_list() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     for (asked, given) in [(10, 60), (120, 300), (100_000, 86_400)] {
         let name = format!("_acme-challenge.t{asked}.example.org.");
@@ -211,7 +192,7 @@ async fn ttls_are_rounded_up_to_the_allowed_list() {
 #[tokio::test]
 async fn a_value_already_there_is_success_without_a_write() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append(
@@ -230,7 +211,7 @@ async fn a_value_already_there_is_success_without_a_write() {
 #[tokio::test]
 async fn deleting_what_is_not_there_is_success_without_a_write() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // No such set (the API answers 404), and a set without the value.
     provider
@@ -313,7 +294,7 @@ async fn a_set_created_meanwhile_gets_the_value_added() {
         zones.txt_values("_acme-challenge.r.example.org"),
         ["mine", "theirs"]
     );
-    let lines: Vec<String> = api.requests().iter().map(Request::line).collect();
+    let lines = api.lines();
     let path =
         "/hosting/v2/domains/example.org/resourceRecordSets/_acme-challenge.r.example.org./TXT";
     assert_eq!(
@@ -330,79 +311,72 @@ async fn a_set_created_meanwhile_gets_the_value_added() {
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-key", "");
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-key";
+    let provider = provider_with(&api, secret, "");
+    let error = check_refused_credentials(
+        &api,
+        secret,
+        provider.zone_for("_acme-challenge.example.org."),
+    )
+    .await;
     let text = error.to_string();
     assert!(text.starts_with("leaseweb: list zones in zone -: not authorised: HTTP 401 Unauthorized: You are not authorized to view this resource."), "{text}");
-    assert!(!text.contains("wrong-secret-key"), "{text}");
-    let error = provider
-        .append(
+    let error = check_refused_credentials(
+        &api,
+        secret,
+        provider.append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "v", 60),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+        ),
+    )
+    .await;
     assert!(
         error
             .to_string()
             .starts_with("leaseweb: create TXT record in zone example.org.: not authorised")
     );
     let direct = madmail_libdns_leaseweb::Leaseweb::new(
-        madmail_libdns_http::Secret::new("wrong-secret-key"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("hosting/v2")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("hosting/v2"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-key"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(429, "Too many requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append(
+    check_retries_rate_limit(
+        &api,
+        standin::error(429, "Too many requests"),
+        provider.append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-wait", 60),
-        )
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+        ),
+    )
+    .await;
     assert_eq!(
         zones.txt_values("_acme-challenge.example.org"),
         ["after-wait", "pre-existing"]
     );
-    let requests = api.requests();
-    assert_eq!(requests[0].line(), requests[1].line());
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    api.fail_next(2, standin::error(503, "Service unavailable"));
-    provider(&api)
-        .append(
+    let api = MockApi::serving(&zones, standin::handle).await;
+    check_retries_server_errors(
+        &api,
+        standin::error(503, "Service unavailable"),
+        provider(&api).append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-errors", 60),
-        )
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
@@ -410,15 +384,15 @@ async fn server_errors_are_retried_then_reported() {
     );
 
     let provider = provider_with(&api, standin::KEY, "retries 1");
-    api.take_requests();
-    api.fail_next(2, standin::error(500, "Internal server error"));
-    let error = provider
-        .delete(
+    let error = check_gives_up_on_server_errors(
+        &api,
+        standin::error(500, "Internal server error"),
+        provider.delete(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-errors", 60),
-        )
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         format!(
@@ -426,13 +400,12 @@ async fn server_errors_are_retried_then_reported() {
             standin::CORRELATION_ID
         )
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn validation_errors_name_the_field() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     // The domain is not in the account.
     let error = provider
@@ -472,7 +445,7 @@ async fn validation_errors_name_the_field() {
 #[tokio::test]
 async fn a_name_outside_every_domain() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let error = provider(&api)
         .zone_for("_acme-challenge.example.net.")
         .await
@@ -485,10 +458,7 @@ async fn a_name_outside_every_domain() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("hosting/v2");
-    drop(api);
+    let url = closed_endpoint("hosting/v2").await;
     let provider = provider_block(
         madmail_libdns_leaseweb::register,
         "leaseweb",
@@ -498,13 +468,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("leaseweb: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "leaseweb: list zones in zone -",
+        provider.zone_for("_acme-challenge.example.org."),
+    )
+    .await;
 }

@@ -2,13 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{config_errors, provider_block, provider_by_reference};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_leaseweb::register, "leaseweb", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_leaseweb::register, "leaseweb", block)
 }
 
 #[test]
@@ -32,12 +29,7 @@ fn minimal_and_full_blocks() {
 
 #[test]
 fn a_named_block_used_by_reference() {
-    let provider = provider_from(
-        madmail_libdns_leaseweb::register,
-        "libdns.leaseweb lsw {\n    api_key abc\n}\ndns_user tcp://127.0.0.1:1 {\n    dns &lsw\n}\n",
-    )
-    .unwrap();
-    assert_eq!(provider.name(), "leaseweb");
+    provider_by_reference(madmail_libdns_leaseweb::register, "leaseweb", "api_key abc");
 }
 
 #[test]

@@ -6,21 +6,18 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Request, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block,
 };
 use serde_json::{Value, json};
 
 const NAME: &str = "_acme-challenge.example.org";
 const DOMAINS: &str = "GET /v4/domains?page=1&page_size=500";
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, token: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -36,11 +33,7 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: format!("{NAME}."),
-        value: value.into(),
-        ttl: Duration::from_secs(300),
-    }
+    testing::txt(&format!("{NAME}."), value, 300)
 }
 
 fn bearer() -> String {
@@ -63,7 +56,7 @@ fn example_org(zones: &FakeZones) -> (u64, String) {
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider(&api).as_ref(),
         &zones,
@@ -74,11 +67,7 @@ async fn behaves_as_every_provider_must() {
     )
     .await;
     let requests = api.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("authorization") == Some(bearer().as_str()))
-    );
+    assert_every_request_has(&requests, "authorization", &bearer());
     // 122 domains fit in one page of 500; the zone listing is not filtered.
     assert_eq!(requests[0].line(), DOMAINS);
     assert_eq!(requests[0].header("x-filter"), None);
@@ -95,7 +84,7 @@ async fn listings_are_paged() {
         zones.add("example.org", NAME, "TXT", &format!("other-{i:03}"), 300);
     }
     let last = zones.add("example.org", NAME, "TXT", "last-one", 300);
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     assert_eq!(
         provider
@@ -104,7 +93,7 @@ async fn listings_are_paged() {
             .unwrap(),
         "more599.test."
     );
-    let lines: Vec<String> = api.take_requests().iter().map(|r| r.line()).collect();
+    let lines = api.take_lines();
     assert_eq!(lines, [DOMAINS, "GET /v4/domains?page=2&page_size=500"]);
 
     provider
@@ -112,7 +101,7 @@ async fn listings_are_paged() {
         .await
         .unwrap();
     let (id, records) = example_org(&zones);
-    let lines: Vec<String> = api.take_requests().iter().map(|r| r.line()).collect();
+    let lines = api.take_lines();
     assert_eq!(
         lines,
         [
@@ -133,7 +122,7 @@ async fn listings_are_paged() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let (id, records) = example_org(&zones);
     provider
@@ -141,7 +130,7 @@ async fn create_and_delete_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     let create_line = format!("POST /v4/domains/{id}/records");
     assert_eq!(lines, [DOMAINS, &records, &create_line]);
     assert_eq!(x_filter(&requests[0]), json!({"domain": "example.org"}));
@@ -156,11 +145,7 @@ async fn create_and_delete_requests() {
         create.json(),
         json!({"type": "TXT", "name": "_acme-challenge", "target": "token-one", "ttl_sec": 300})
     );
-    let created = zones
-        .records_named(NAME)
-        .into_iter()
-        .find(|r| r.value == "token-one")
-        .unwrap();
+    let created = zones.txt_record(NAME, "token-one");
     assert_eq!((created.ttl, created.zone.as_str()), (300, "example.org"));
 
     provider
@@ -168,7 +153,7 @@ async fn create_and_delete_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [
@@ -188,13 +173,9 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn the_apex_has_an_empty_name() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let apex = TxtRecord {
-        fqdn: "example.org.".into(),
-        value: "at-apex".into(),
-        ttl: Duration::from_secs(300),
-    };
+    let apex = testing::txt("example.org.", "at-apex", 300);
     provider.append("example.org.", &apex).await.unwrap();
     let create = api
         .take_requests()
@@ -211,11 +192,10 @@ async fn the_apex_has_an_empty_name() {
 #[tokio::test]
 async fn linode_rounds_the_ttl_up() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     for (asked, sent) in [(60, 60), (0, 30)] {
-        let mut record = txt(&format!("ttl-{asked}"));
-        record.ttl = Duration::from_secs(asked);
+        let record = testing::txt(&format!("{NAME}."), &format!("ttl-{asked}"), asked);
         provider.append("example.org.", &record).await.unwrap();
         let create = api
             .take_requests()
@@ -223,11 +203,7 @@ async fn linode_rounds_the_ttl_up() {
             .find(|r| r.method == "POST")
             .unwrap();
         assert_eq!(create.json()["ttl_sec"], sent);
-        let stored = zones
-            .records_named(NAME)
-            .into_iter()
-            .find(|r| r.value == record.value)
-            .unwrap();
+        let stored = zones.txt_record(NAME, &record.value);
         assert_eq!(stored.ttl, standin::rounded_ttl(sent));
     }
     assert_eq!(standin::rounded_ttl(60), 120);
@@ -237,34 +213,32 @@ async fn linode_rounds_the_ttl_up() {
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-token", "");
-    let error = provider.zone_for(&format!("{NAME}.")).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-token";
+    let provider = provider_with(&api, secret, "");
+    let error =
+        check_refused_credentials(&api, secret, provider.zone_for(&format!("{NAME}."))).await;
     assert_eq!(
         error.to_string(),
         "linode: list domains in zone -: not authorised: HTTP 401 Unauthorized: Invalid Token"
     );
-    let text = provider
-        .append("example.org.", &txt("token-one"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = check_refused_credentials(
+        &api,
+        secret,
+        provider.append("example.org.", &txt("token-one")),
+    )
+    .await
+    .to_string();
     assert!(
         text.starts_with("linode: create TXT record in zone example.org.: not authorised"),
         "{text}"
     );
-    assert!(!text.contains("wrong-secret-token"), "{text}");
     let direct = madmail_libdns_linode::Linode::new(
-        madmail_libdns_http::Secret::new("wrong-secret-token"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("v4")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("v4"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
@@ -301,53 +275,45 @@ async fn a_token_without_the_scope_is_unauthorized() {
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(429, None, "Too Many Requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let sent = check_retries_rate_limit(
+        &api,
+        standin::error(429, None, "Too Many Requests"),
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
-    let lines: Vec<String> = api.requests().iter().map(|r| r.line()).collect();
+    let lines = lines_of(&sent);
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(lines[0], DOMAINS);
-    assert_eq!(lines[1], DOMAINS);
     assert!(lines[3].starts_with("POST "), "{lines:?}");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad Gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, standin::TOKEN, "retries 1");
-    api.take_requests();
-    api.fail_next(2, standin::error(500, None, "Internal Server Error"));
-    let error = provider
-        .append("example.org.", &txt("never"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        standin::error(500, None, "Internal Server Error"),
+        provider.append("example.org.", &txt("never")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "linode: create TXT record in zone example.org.: HTTP 500 Internal Server Error: Internal Server Error (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(!zones.txt_values(NAME).contains(&"never".to_string()));
 }
 
@@ -380,7 +346,7 @@ async fn validation_errors_name_the_field() {
 #[tokio::test]
 async fn an_existing_value_is_not_added_again() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -398,11 +364,7 @@ async fn a_record_gone_before_its_delete_is_success() {
     let api = MockApi::start(move |request| {
         let reply = standin::handle(&racing, request);
         if request.method == "GET" && request.path.ends_with("/records") {
-            for r in racing.records_named(NAME) {
-                if r.value == "vanishing" {
-                    racing.remove(&r.id);
-                }
-            }
+            racing.remove_txt(NAME, "vanishing");
         }
         reply
     })
@@ -428,13 +390,9 @@ async fn a_record_gone_before_its_delete_is_success() {
 #[tokio::test]
 async fn an_unknown_domain_is_no_zone() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let record = TxtRecord {
-        fqdn: "_acme-challenge.gone.test.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(300),
-    };
+    let record = testing::txt("_acme-challenge.gone.test.", "x", 300);
     let error = provider.append("gone.test.", &record).await.unwrap_err();
     assert_eq!(error.to_string(), "linode: no zone found for gone.test.");
     let error = provider.append("example.org.", &record).await.unwrap_err();
@@ -446,10 +404,7 @@ async fn an_unknown_domain_is_no_zone() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("v4");
-    drop(api);
+    let url = closed_endpoint("v4").await;
     let provider = provider_block(
         madmail_libdns_linode::register,
         "linode",
@@ -459,13 +414,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .zone_for(&format!("{NAME}."))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("linode: list domains in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "linode: list domains in zone -",
+        provider.zone_for(&format!("{NAME}.")),
+    )
+    .await;
 }

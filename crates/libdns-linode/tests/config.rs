@@ -2,13 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{check_takes_no_arguments, config_errors, provider_block};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_linode::register, "linode", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_linode::register, "linode", block)
 }
 
 #[test]
@@ -62,15 +59,5 @@ fn errors_point_at_the_directive() {
 
 #[test]
 fn arguments_are_refused() {
-    let lines = match provider_from(
-        madmail_libdns_linode::register,
-        "dns_user tcp://127.0.0.1:1 {\n    dns linode tok {\n        api_token x\n    }\n}\n",
-    ) {
-        Ok(_) => panic!("accepted"),
-        Err(lines) => lines,
-    };
-    assert_eq!(
-        lines,
-        ["2:16: libdns.linode takes no arguments, only a block"]
-    );
+    check_takes_no_arguments(madmail_libdns_linode::register, "linode", "api_token x");
 }

@@ -8,18 +8,14 @@ mod standin;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::DnsProvider;
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    Expect, FakeZones, MockApi, Request, Response, check_gives_up_on_server_errors, check_provider,
+    check_refused_credentials, check_retries_rate_limit, check_retries_server_errors,
+    check_unreachable, closed_endpoint, provider_block, txt,
 };
 use serde_json::{Value, json};
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, account: &str, key: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -35,14 +31,6 @@ fn provider_with(api: &MockApi, account: &str, key: &str, extra: &str) -> Arc<dy
 
 fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
     provider_with(api, standin::ACCOUNT, standin::KEY, "")
-}
-
-fn txt(name: &str, value: &str, ttl: u64) -> TxtRecord {
-    TxtRecord {
-        fqdn: name.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(ttl),
-    }
 }
 
 /// `method(args after the credentials)` of each call.
@@ -64,19 +52,10 @@ fn calls(requests: &[Request]) -> Vec<String> {
         .collect()
 }
 
-fn reference_of(zones: &FakeZones, name: &str, value: &str) -> String {
-    zones
-        .records_named(name)
-        .into_iter()
-        .find(|r| r.value == value)
-        .unwrap()
-        .id
-}
-
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider(&api).as_ref(),
         &zones,
@@ -113,7 +92,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn zone_discovery_probes_longest_first() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     assert_eq!(
         provider
@@ -151,7 +130,7 @@ async fn zone_discovery_probes_longest_first() {
 #[tokio::test]
 async fn create_and_delete_calls() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append(
@@ -226,7 +205,7 @@ async fn only_the_value_is_deleted_with_its_duplicates() {
         "dup",
         60,
     );
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     provider(&api)
         .delete(
             "example.org.",
@@ -249,7 +228,7 @@ async fn only_the_value_is_deleted_with_its_duplicates() {
 #[tokio::test]
 async fn ttls_are_at_least_a_minute() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     provider(&api)
         .append(
             "example.org.",
@@ -257,18 +236,14 @@ async fn ttls_are_at_least_a_minute() {
         )
         .await
         .unwrap();
-    let record = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "short")
-        .unwrap();
+    let record = zones.txt_record("_acme-challenge.example.org", "short");
     assert_eq!(record.ttl, 60);
 }
 
 #[tokio::test]
 async fn a_value_already_there_is_success_without_a_write() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     provider(&api)
         .append(
             "example.org.",
@@ -286,7 +261,7 @@ async fn a_value_already_there_is_success_without_a_write() {
 #[tokio::test]
 async fn deleting_what_is_not_there_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     provider(&api)
         .delete(
             "example.org.",
@@ -330,98 +305,85 @@ async fn deleting_what_is_not_there_is_success() {
 #[tokio::test]
 async fn refused_credentials_are_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, standin::ACCOUNT, "wrong-secret-key", "");
-    let error = provider
-        .append(
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-key";
+    let provider = provider_with(&api, standin::ACCOUNT, secret, "");
+    let error = check_refused_credentials(
+        &api,
+        secret,
+        provider.append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "v", 60),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+        ),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "metaname: create TXT record in zone example.org.: not authorised: Authentication failed (code -1)"
     );
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    assert!(!error.to_string().contains("wrong-secret-key"));
+    check_refused_credentials(
+        &api,
+        secret,
+        provider.zone_for("_acme-challenge.example.org."),
+    )
+    .await;
     let direct = madmail_libdns_metaname::Metaname::new(
         madmail_libdns_http::Secret::new("ab12"),
-        madmail_libdns_http::Secret::new("wrong-secret-key"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("api/1.1")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("api/1.1"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-key"));
-    // Not retried: one call each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    api.fail_next(
-        1,
-        Response::text(429, "text/plain", "Too Many Requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider(&api)
-        .append(
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let sent = check_retries_rate_limit(
+        &api,
+        Response::text(429, "text/plain", "Too Many Requests"),
+        provider(&api).append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-wait", 60),
-        )
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+        ),
+    )
+    .await;
     assert_eq!(
         zones.txt_values("_acme-challenge.example.org"),
         ["after-wait", "pre-existing"]
     );
-    let requests = api.requests();
-    assert_eq!(requests[0].body, requests[1].body, "the same call again");
+    assert_eq!(sent[0].body, sent[1].body, "the same call again");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    api.fail_next(
-        2,
+    let api = MockApi::serving(&zones, standin::handle).await;
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider(&api)
-        .append(
+        provider(&api).append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-errors", 60),
-        )
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
 
     let provider = provider_with(&api, standin::ACCOUNT, standin::KEY, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
+    let error = check_gives_up_on_server_errors(
+        &api,
         Response::text(503, "text/html", "<html>Unavailable</html>"),
-    );
-    let error = provider
-        .delete(
+        provider.delete(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-errors", 60),
-        )
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "metaname: delete TXT record in zone example.org.: HTTP 503 Service Unavailable: <html>Unavailable</html> (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
@@ -471,7 +433,7 @@ async fn transient_api_errors_in_200_replies_are_retried() {
         2,
         standin::rpc_error(&Value::Null, -32603, "Internal error", json!("try later")),
     );
-    let reference = reference_of(&zones, "_acme-challenge.example.org", "once");
+    let reference = zones.txt_record("_acme-challenge.example.org", "once").id;
     let error = provider
         .delete(
             "example.org.",
@@ -489,7 +451,7 @@ async fn transient_api_errors_in_200_replies_are_retried() {
 #[tokio::test]
 async fn api_errors_name_zone_and_operation() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     let error = provider
         .append("other.nz.", &txt("_acme-challenge.other.nz.", "v", 60))
@@ -516,7 +478,7 @@ async fn api_errors_name_zone_and_operation() {
 #[tokio::test]
 async fn replies_must_answer_the_request() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     api.fail_next(
         1,
         Response::json(200, &json!({"jsonrpc": "2.0", "id": 999, "result": []})),
@@ -554,7 +516,7 @@ async fn replies_must_answer_the_request() {
 #[tokio::test]
 async fn the_endpoint_is_called_as_configured() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     for endpoint in [api.url("api/1.1"), api.url("api/1.1/")] {
         let provider = provider_block(
             madmail_libdns_metaname::register,
@@ -573,10 +535,7 @@ async fn the_endpoint_is_called_as_configured() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("api/1.1");
-    drop(api);
+    let url = closed_endpoint("api/1.1").await;
     let provider = provider_block(
         madmail_libdns_metaname::register,
         "metaname",
@@ -587,16 +546,12 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .delete(
+    check_unreachable(
+        "metaname: delete TXT record in zone example.org.",
+        provider.delete(
             "example.org.",
             &txt("_acme-challenge.example.org.", "v", 60),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("metaname: delete TXT record in zone example.org.: request failed"),
-        "{text}"
-    );
+        ),
+    )
+    .await;
 }

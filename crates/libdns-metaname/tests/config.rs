@@ -2,13 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{config_errors, provider_block, provider_by_reference};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_metaname::register, "metaname", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_metaname::register, "metaname", block)
 }
 
 #[test]
@@ -36,12 +33,11 @@ fn minimal_and_full_blocks() {
 
 #[test]
 fn a_named_block_used_by_reference() {
-    let provider = provider_from(
+    provider_by_reference(
         madmail_libdns_metaname::register,
-        "libdns.metaname mn {\n    account_ref ab12\n    api_key abc\n}\ndns_user tcp://127.0.0.1:1 {\n    dns &mn\n}\n",
-    )
-    .unwrap();
-    assert_eq!(provider.name(), "metaname");
+        "metaname",
+        "account_ref ab12\napi_key abc",
+    );
 }
 
 #[test]

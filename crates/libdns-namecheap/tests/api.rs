@@ -7,22 +7,16 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsError, DnsProvider};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    Expect, FakeZones, MockApi, Request, Response, check_gives_up_on_server_errors, check_provider,
+    check_refused_credentials, check_retries_rate_limit, check_retries_server_errors,
+    check_unreachable, closed_endpoint, provider_block, txt,
 };
-use madmail_libdns_http::{HttpOptions, Secret, Url, parse_endpoint};
+use madmail_libdns_http::{Secret, Url};
 use madmail_libdns_namecheap::Namecheap;
 use standin::Standin;
-
-async fn start(zones: &FakeZones) -> (MockApi, Arc<Standin>) {
-    let standin = Standin::new(zones.clone());
-    let serving = standin.clone();
-    let api = MockApi::start(move |request| serving.handle(request)).await;
-    (api, standin)
-}
 
 fn provider_with(api: &MockApi, key: &str, client_ip: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -39,14 +33,6 @@ fn provider_with(api: &MockApi, key: &str, client_ip: &str, extra: &str) -> Arc<
 
 fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
     provider_with(api, standin::KEY, standin::CLIENT_IP, "")
-}
-
-fn txt(name: &str, value: &str, ttl: u64) -> TxtRecord {
-    TxtRecord {
-        fqdn: name.into(),
-        value: value.into(),
-        ttl: Duration::from_secs(ttl),
-    }
 }
 
 fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -101,7 +87,8 @@ fn hosts_of(form: &[(String, String)]) -> Vec<[String; 5]> {
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let (api, standin) = start(&zones).await;
+    let standin = Standin::new(zones.clone());
+    let api = MockApi::serving(&standin, Standin::handle).await;
     check_provider(
         provider(&api).as_ref(),
         &zones,
@@ -145,7 +132,8 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn create_and_delete_rewrite_the_whole_domain() {
     let zones = FakeZones::standard();
-    let (api, standin) = start(&zones).await;
+    let standin = Standin::new(zones.clone());
+    let api = MockApi::serving(&standin, Standin::handle).await;
     let provider = provider(&api);
     let name = "_acme-challenge.Mail.example.org.";
     provider
@@ -216,7 +204,7 @@ async fn odd_values_of_other_records_survive_the_rewrite() {
         "0 issue \"letsencrypt.org\"",
         1800,
     );
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     provider
         .append(
@@ -253,7 +241,7 @@ async fn odd_values_of_other_records_survive_the_rewrite() {
 #[tokio::test]
 async fn ttls_are_kept_within_namecheaps_range() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     for (asked, given) in [(10, 60), (100_000, 60_000)] {
         let name = format!("_acme-challenge.t{asked}.example.org.");
@@ -268,7 +256,7 @@ async fn ttls_are_kept_within_namecheaps_range() {
 #[tokio::test]
 async fn nothing_is_written_when_nothing_changes() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     let name = "_acme-challenge.example.org.";
     provider
@@ -293,7 +281,7 @@ async fn nothing_is_written_when_nothing_changes() {
 #[tokio::test]
 async fn concurrent_changes_do_not_undo_each_other() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     let name = "_acme-challenge.example.org.";
     let (one, two, old) = (
@@ -315,32 +303,33 @@ async fn concurrent_changes_do_not_undo_each_other() {
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-key", standin::CLIENT_IP, "");
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
+    let secret = "wrong-secret-key";
+    let provider = provider_with(&api, secret, standin::CLIENT_IP, "");
+    let error = check_refused_credentials(
+        &api,
+        secret,
+        provider.zone_for("_acme-challenge.example.org."),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "namecheap: list zones in zone -: not authorised: API Key is invalid or API access has not been enabled (error 1011102)"
     );
     let direct = Namecheap::new(
         standin::USER.into(),
-        Secret::new("wrong-secret-key"),
+        Secret::new(secret),
         None,
-        &HttpOptions::with_endpoint(parse_endpoint(&api.url("")).unwrap()),
+        &api.http_options(""),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-key"));
-    assert_eq!(api.requests().len(), 1, "not retried");
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn an_address_not_whitelisted_is_unauthorized_with_a_hint() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider_with(&api, standin::KEY, "198.51.100.9", "");
     let error = provider
         .append(
@@ -359,12 +348,12 @@ async fn an_address_not_whitelisted_is_unauthorized_with_a_hint() {
 #[tokio::test]
 async fn the_client_address_is_found_once_when_not_configured() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = Namecheap::new(
         standin::USER.into(),
         Secret::new(standin::KEY),
         None,
-        &HttpOptions::with_endpoint(parse_endpoint(&api.url("")).unwrap()),
+        &api.http_options(""),
     )
     .unwrap()
     .with_ip_lookup(Url::parse(&api.url("getip")).unwrap());
@@ -395,7 +384,7 @@ async fn the_client_address_is_found_once_when_not_configured() {
         standin::USER.into(),
         Secret::new(standin::KEY),
         None,
-        &HttpOptions::with_endpoint(parse_endpoint(&api.url("")).unwrap()),
+        &api.http_options(""),
     )
     .unwrap()
     .with_ip_lookup(Url::parse(&api.url("getip")).unwrap());
@@ -418,68 +407,57 @@ async fn the_client_address_is_found_once_when_not_configured() {
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
-    api.fail_next(
-        1,
-        Response::text(429, "text/plain", "Too Many Requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider(&api)
-        .append(
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
+    let sent = check_retries_rate_limit(
+        &api,
+        Response::text(429, "text/plain", "Too Many Requests"),
+        provider(&api).append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-wait", 60),
-        )
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+        ),
+    )
+    .await;
     assert_eq!(
         zones.txt_values("_acme-challenge.example.org"),
         ["after-wait", "pre-existing"]
     );
-    let requests = api.requests();
-    assert_eq!(requests[0].body, requests[1].body, "the same command again");
+    assert_eq!(sent[0].body, sent[1].body, "the same command again");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
-    api.fail_next(
-        2,
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
+    check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider(&api)
-        .append(
+        provider(&api).append(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-errors", 60),
-        )
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
 
     let provider = provider_with(&api, standin::KEY, standin::CLIENT_IP, "retries 1");
-    api.take_requests();
-    api.fail_next(
-        2,
+    let error = check_gives_up_on_server_errors(
+        &api,
         Response::text(503, "text/html", "<html>Unavailable</html>"),
-    );
-    let error = provider
-        .delete(
+        provider.delete(
             "example.org.",
             &txt("_acme-challenge.example.org.", "after-errors", 60),
-        )
-        .await
-        .unwrap_err();
+        ),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "namecheap: delete TXT record in zone example.org.: HTTP 503 Service Unavailable: <html>Unavailable</html> (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn api_errors_name_zone_and_operation() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider(&api);
     let error = provider
         .append("other.test.", &txt("_acme-challenge.other.test.", "v", 60))
@@ -513,7 +491,8 @@ async fn api_errors_name_zone_and_operation() {
 #[tokio::test]
 async fn an_unsuccessful_set_hosts_is_an_error() {
     let zones = FakeZones::standard();
-    let (api, standin) = start(&zones).await;
+    let standin = Standin::new(zones.clone());
+    let api = MockApi::serving(&standin, Standin::handle).await;
     let backing = standin.clone();
     let api2 = MockApi::start(move |request| {
         if command(request) == "namecheap.domains.dns.setHosts" {
@@ -565,7 +544,7 @@ async fn an_unsuccessful_set_hosts_is_an_error() {
 #[tokio::test]
 async fn maddys_endpoint_form_is_accepted() {
     let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
+    let api = MockApi::serving(&Standin::new(zones.clone()), Standin::handle).await;
     let provider = provider_block(
         madmail_libdns_namecheap::register,
         "namecheap",
@@ -590,10 +569,7 @@ async fn maddys_endpoint_form_is_accepted() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let (api, _standin) = start(&zones).await;
-    let url = api.url("");
-    drop(api);
+    let url = closed_endpoint("").await;
     let provider = provider_block(
         madmail_libdns_namecheap::register,
         "namecheap",
@@ -605,13 +581,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("namecheap: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "namecheap: list zones in zone -",
+        provider.zone_for("_acme-challenge.example.org."),
+    )
+    .await;
 }

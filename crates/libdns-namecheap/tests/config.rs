@@ -2,13 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{config_errors, provider_block, provider_by_reference};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_namecheap::register, "namecheap", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_namecheap::register, "namecheap", block)
 }
 
 #[test]
@@ -37,12 +34,11 @@ fn minimal_and_full_blocks() {
 
 #[test]
 fn a_named_block_used_by_reference() {
-    let provider = provider_from(
+    provider_by_reference(
         madmail_libdns_namecheap::register,
-        "libdns.namecheap nc {\n    api_key abc\n    api_username alice\n}\ndns_user tcp://127.0.0.1:1 {\n    dns &nc\n}\n",
-    )
-    .unwrap();
-    assert_eq!(provider.name(), "namecheap");
+        "namecheap",
+        "api_key abc\napi_username alice",
+    );
 }
 
 #[test]

@@ -6,18 +6,15 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Request, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block,
 };
 use serde_json::json;
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_at(api: &MockApi, path: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -38,21 +35,15 @@ fn provider(api: &MockApi, extra: &str) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: "_acme-challenge.example.org.".into(),
-        value: value.into(),
-        ttl: Duration::from_secs(300),
-    }
+    testing::txt(NAME, value, 300)
 }
 
-fn lines(requests: &[Request]) -> Vec<String> {
-    requests.iter().map(|r| r.line()).collect()
-}
+const NAME: &str = "_acme-challenge.example.org.";
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider(&api, "").as_ref(),
         &zones,
@@ -64,14 +55,10 @@ async fn behaves_as_every_provider_must() {
     .await;
     let requests = api.requests();
     let auth = standin::basic_auth();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("authorization") == Some(auth.as_str()))
-    );
+    assert_every_request_has(&requests, "authorization", &auth);
     // 122 domains at 100 a page: two pages, and the second says nothing of a third.
     assert_eq!(
-        lines(&requests[..3]),
+        lines_of(&requests[..3]),
         [
             "GET /v4/domains?page=1&perPage=100",
             "GET /v4/domains?page=2&perPage=100",
@@ -79,7 +66,7 @@ async fn behaves_as_every_provider_must() {
         ]
     );
     // example.org's 121 records and more are read in two pages when deleting.
-    let all = lines(&requests);
+    let all = lines_of(&requests);
     assert!(
         all.contains(&"GET /v4/domains/example.org/records?page=2&perPage=100".to_string()),
         "{all:?}"
@@ -93,7 +80,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn the_core_api_works_too() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider_at(&api, "core/v1", "").as_ref(),
         &zones,
@@ -103,7 +90,7 @@ async fn the_core_api_works_too() {
         },
     )
     .await;
-    let all = lines(&api.requests());
+    let all = api.lines();
     assert_eq!(all[0], "GET /core/v1/domains?page=1&perPage=100");
     assert!(
         all.iter()
@@ -114,14 +101,17 @@ async fn the_core_api_works_too() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("token-one"))
         .await
         .unwrap();
     let requests = api.take_requests();
-    assert_eq!(lines(&requests), ["POST /v4/domains/example.org/records"]);
+    assert_eq!(
+        lines_of(&requests),
+        ["POST /v4/domains/example.org/records"]
+    );
     let create = &requests[0];
     assert_eq!(create.header("content-type"), Some("application/json"));
     assert_eq!(
@@ -133,10 +123,7 @@ async fn create_and_delete_requests() {
         json!({"host": "_acme-challenge", "type": "TXT", "answer": "token-one", "ttl": 300})
     );
     let id = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "token-one")
-        .unwrap()
+        .txt_record("_acme-challenge.example.org", "token-one")
         .id
         .trim_start_matches("rec")
         .parse::<u64>()
@@ -148,7 +135,7 @@ async fn create_and_delete_requests() {
         .unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             "GET /v4/domains/example.org/records?page=1&perPage=100".to_string(),
             "GET /v4/domains/example.org/records?page=2&perPage=100".to_string(),
@@ -165,13 +152,9 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn the_apex_and_a_delegated_zone() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let apex = TxtRecord {
-        fqdn: "sub.example.org.".into(),
-        value: "apex-value".into(),
-        ttl: Duration::from_secs(300),
-    };
+    let apex = testing::txt("sub.example.org.", "apex-value", 300);
     provider.append("sub.example.org.", &apex).await.unwrap();
     let create = api.take_requests().pop().unwrap();
     assert_eq!(create.path, "/v4/domains/sub.example.org/records");
@@ -184,16 +167,11 @@ async fn the_apex_and_a_delegated_zone() {
 #[tokio::test]
 async fn ttl_is_raised_to_the_minimum() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let mut short = txt("short");
-    short.ttl = Duration::from_secs(60);
+    let short = testing::txt(NAME, "short", 60);
     provider.append("example.org.", &short).await.unwrap();
-    let record = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "short")
-        .unwrap();
+    let record = zones.txt_record("_acme-challenge.example.org", "short");
     assert_eq!(record.ttl, 300);
 }
 
@@ -268,111 +246,89 @@ fn the_standin_refuses_what_name_com_refuses() {
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-token";
     let provider = provider_block(
         madmail_libdns_namedotcom::register,
         "namedotcom",
         &format!(
-            "user {}\ntoken wrong-secret-token\nendpoint {}",
+            "user {}\ntoken {secret}\nendpoint {}",
             standin::USER,
             api.url("v4")
         ),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     assert_eq!(
-        text,
+        error.to_string(),
         "namedotcom: list domains in zone -: not authorised: HTTP 401 Unauthorized: Unauthorized"
     );
-    let error = provider
-        .append("example.org.", &txt("x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    assert!(!error.to_string().contains("wrong-secret-token"));
+    check_refused_credentials(&api, secret, provider.append("example.org.", &txt("x"))).await;
     let direct = madmail_libdns_namedotcom::NameDotCom::new(
         "someone",
-        madmail_libdns_http::Secret::new("wrong-secret-token"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("v4")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("v4"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-token"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        1,
-        Response::json(429, &json!({"message": "Too Many Requests"}))
-            .with_header("retry-after", "1")
-            .with_header("x-ratelimit-reset", "1900000000"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let fault = Response::json(429, &json!({"message": "Too Many Requests"}))
+        .with_header("x-ratelimit-reset", "1900000000");
+    let sent = check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
             .contains(&"after-wait".to_string())
     );
-    let requests = api.requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&sent),
         [
             "POST /v4/domains/example.org/records",
             "POST /v4/domains/example.org/records"
         ]
     );
-    assert_eq!(requests[0].body, requests[1].body);
+    assert_eq!(sent[0].body, sent[1].body);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        2,
+    let sent = check_retries_server_errors(
+        &api,
         Response::text(502, "text/html", "<html>Bad gateway</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
-    assert_eq!(api.take_requests().len(), 3);
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
+    assert_eq!(sent.len(), 3);
 
     let provider = self::provider(&api, "retries 1");
-    api.fail_next(
-        2,
-        Response::json(
-            500,
-            &json!({"message": "Internal Server Error", "details": "backend unavailable"}),
-        ),
+    let fault = Response::json(
+        500,
+        &json!({"message": "Internal Server Error", "details": "backend unavailable"}),
     );
-    let error = provider
-        .append("example.org.", &txt("never"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("never")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "namedotcom: create TXT record in zone example.org.: HTTP 500 Internal Server Error: Internal Server Error (backend unavailable) (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(
         !zones
             .txt_values("_acme-challenge.example.org")
@@ -383,7 +339,7 @@ async fn server_errors_are_retried_then_reported() {
 #[tokio::test]
 async fn an_existing_record_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -395,7 +351,7 @@ async fn an_existing_record_is_success() {
     );
     // The API refused the duplicate; the listing confirmed the value is there.
     assert_eq!(
-        lines(&api.requests()),
+        api.lines(),
         [
             "POST /v4/domains/example.org/records",
             "GET /v4/domains/example.org/records?page=1&perPage=100",
@@ -407,7 +363,7 @@ async fn an_existing_record_is_success() {
 #[tokio::test]
 async fn another_refusal_is_an_error() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     api.fail_next(
         1,
@@ -429,7 +385,7 @@ async fn another_refusal_is_an_error() {
 #[tokio::test]
 async fn deleting_what_is_gone_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     // Never there: nothing to delete.
     provider
@@ -475,7 +431,7 @@ async fn deleting_what_is_gone_is_success() {
 #[tokio::test]
 async fn a_name_outside_the_zone_is_refused() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     let error = provider
         .append("sub.example.org.", &txt("x"))
@@ -490,10 +446,7 @@ async fn a_name_outside_the_zone_is_refused() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("v4");
-    drop(api);
+    let url = closed_endpoint("v4").await;
     let provider = provider_block(
         madmail_libdns_namedotcom::register,
         "namedotcom",
@@ -504,13 +457,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with("namedotcom: list domains in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "namedotcom: list domains in zone -",
+        provider.zone_for(NAME),
+    )
+    .await;
 }

@@ -7,18 +7,14 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_retries_rate_limit,
+    check_retries_server_errors, check_unreachable, closed_endpoint, lines_of, provider_block,
 };
 use serde_json::json;
-
-async fn standin(ovh: &standin::Ovh) -> MockApi {
-    let ovh = ovh.clone();
-    MockApi::start(move |request| standin::handle(&ovh, request)).await
-}
 
 fn provider_with(api: &MockApi, consumer_key: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -39,46 +35,34 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: "_acme-challenge.example.org.".into(),
-        value: value.into(),
-        ttl: Duration::from_secs(120),
-    }
+    testing::txt(NAME, value, 120)
 }
+
+const NAME: &str = "_acme-challenge.example.org.";
 
 /// The id OVH shows for the TXT record of `_acme-challenge.example.org` with this value.
 fn id_of(zones: &FakeZones, value: &str) -> u64 {
-    let record = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == value)
-        .unwrap();
+    let record = zones.txt_record("_acme-challenge.example.org", value);
     standin::record_id(&record)
-}
-
-fn lines(requests: &[Request]) -> Vec<String> {
-    requests.iter().map(Request::line).collect()
 }
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     check_provider(provider(&api).as_ref(), &zones, Expect::default()).await;
     let requests = api.requests();
     // OVH's clock was asked once, then every call was signed with the consumer key.
     assert_eq!(requests[0].line(), "GET /1.0/auth/time");
     assert_eq!(requests[1].line(), "GET /1.0/domain/zone");
+    assert_every_request_has(
+        &requests[1..],
+        "x-ovh-application",
+        standin::APPLICATION_KEY,
+    );
+    assert_every_request_has(&requests[1..], "x-ovh-consumer", standin::CONSUMER_KEY);
     for request in &requests[1..] {
-        assert_eq!(
-            request.header("x-ovh-application"),
-            Some(standin::APPLICATION_KEY)
-        );
-        assert_eq!(
-            request.header("x-ovh-consumer"),
-            Some(standin::CONSUMER_KEY)
-        );
         assert!(
             request
                 .header("x-ovh-signature")
@@ -106,7 +90,7 @@ async fn behaves_as_every_provider_must() {
 async fn without_the_right_to_list_zones_they_are_probed() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider_with(&api, standin::RECORDS_ONLY_KEY, "");
     check_provider(provider.as_ref(), &zones, Expect::default()).await;
     assert!(ovh.unpublished().is_empty());
@@ -120,7 +104,7 @@ async fn without_the_right_to_list_zones_they_are_probed() {
         "sub.example.org."
     );
     assert_eq!(
-        lines(&api.take_requests()),
+        api.take_lines(),
         [
             "GET /1.0/domain/zone",
             "GET /1.0/domain/zone/a.sub.example.org/record?fieldType=TXT&subDomain=_acme-challenge",
@@ -133,7 +117,7 @@ async fn without_the_right_to_list_zones_they_are_probed() {
 async fn rules_naming_one_zone_find_that_zone_only() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider_with(&api, standin::EXAMPLE_ORG_KEY, "");
     // sub.example.org is not granted: skipped for example.org.
     assert_eq!(
@@ -167,7 +151,7 @@ async fn rules_naming_one_zone_find_that_zone_only() {
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider(&api);
     let pre_existing = id_of(&zones, "pre-existing");
     let mut mail = txt("token-one");
@@ -179,7 +163,7 @@ async fn create_and_delete_requests() {
     let requests = api.take_requests();
     let new = id_of(&zones, "token-one");
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             "GET /1.0/auth/time".to_string(),
             "GET /1.0/domain/zone/example.org/record?fieldType=TXT&subDomain=_acme-challenge"
@@ -231,7 +215,7 @@ async fn create_and_delete_requests() {
         .unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             "GET /1.0/domain/zone/example.org/record?fieldType=TXT&subDomain=_acme-challenge"
                 .to_string(),
@@ -252,7 +236,7 @@ async fn create_and_delete_requests() {
 async fn an_existing_value_is_not_added_twice() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -320,16 +304,11 @@ async fn a_record_gone_meanwhile_is_deleted() {
 async fn ttl_is_at_least_a_minute() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider(&api);
-    let mut short = txt("short");
-    short.ttl = Duration::from_secs(10);
+    let short = testing::txt(NAME, "short", 10);
     provider.append("example.org.", &short).await.unwrap();
-    let record = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "short")
-        .unwrap();
+    let record = zones.txt_record("_acme-challenge.example.org", "short");
     assert_eq!(record.ttl, 60);
 }
 
@@ -337,7 +316,7 @@ async fn ttl_is_at_least_a_minute() {
 async fn refused_credentials_are_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let wrong_secret = provider_block(
         madmail_libdns_ovh::register,
         "ovh",
@@ -380,9 +359,7 @@ async fn refused_credentials_are_unauthorized_and_never_printed() {
             application_secret: madmail_libdns_http::Secret::new("the-application-secret"),
             consumer_key: madmail_libdns_http::Secret::new("the-consumer-key"),
         },
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("1.0")).unwrap(),
-        ),
+        &api.http_options("1.0"),
     )
     .unwrap();
     let debug = format!("{direct:?}");
@@ -394,31 +371,24 @@ async fn refused_credentials_are_unauthorized_and_never_printed() {
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider(&api);
     provider.zone_for("example.org.").await.unwrap();
-    api.take_requests();
-    api.fail_next(
-        1,
-        Response::json(
-            429,
-            &json!({"errorCode": "QUERY_LIMIT_REACHED", "httpCode": "429 Too Many Requests", "message": "Query limit reached"}),
-        )
-        .with_header("retry-after", "1"),
+    let fault = Response::json(
+        429,
+        &json!({"errorCode": "QUERY_LIMIT_REACHED", "httpCode": "429 Too Many Requests", "message": "Query limit reached"}),
     );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
             .contains(&"after-wait".to_string())
     );
-    let requests = api.requests();
-    assert_eq!(requests[0].line(), requests[1].line());
     // The repeated request was signed again, and accepted.
     assert!(ovh.unpublished().is_empty());
 }
@@ -427,16 +397,14 @@ async fn rate_limits_wait_for_retry_after() {
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(503, "text/html", "<html>Service unavailable</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
@@ -445,30 +413,27 @@ async fn server_errors_are_retried_then_reported() {
 
     let provider = provider_with(&api, standin::CONSUMER_KEY, "retries 1");
     provider.zone_for("example.org.").await.unwrap();
-    api.take_requests();
-    api.fail_next(
-        2,
-        Response::json(
-            500,
-            &json!({"class": "Server::InternalServerError", "message": "Internal server error"}),
-        ),
+    let fault = Response::json(
+        500,
+        &json!({"class": "Server::InternalServerError", "message": "Internal server error"}),
     );
-    let error = provider
-        .delete("example.org.", &txt("after-errors"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        provider.delete("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "ovh: delete TXT record in zone example.org.: HTTP 500 Internal Server Error: Internal server error (Server::InternalServerError) (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn a_zone_the_account_lacks() {
     let zones = FakeZones::standard();
     let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
+    let api = MockApi::serving(&ovh, standin::handle).await;
     let provider = provider(&api);
     let mut other = txt("x");
     other.fqdn = "_acme-challenge.example.net.".into();
@@ -486,11 +451,7 @@ async fn a_zone_the_account_lacks() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let ovh = standin::Ovh::new(&zones);
-    let api = standin(&ovh).await;
-    let url = api.url("1.0");
-    drop(api);
+    let url = closed_endpoint("1.0").await;
     let provider = provider_block(
         madmail_libdns_ovh::register,
         "ovh",
@@ -499,13 +460,5 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with("ovh: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("ovh: list zones in zone -", provider.zone_for(NAME)).await;
 }

@@ -3,15 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::provider_block;
+use madmail_libdns_http::testing::{config_errors, provider_block};
 
 const KEYS: &str = "application_key ak\napplication_secret as\nconsumer_key ck";
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_ovh::register, "ovh", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_ovh::register, "ovh", block)
 }
 
 #[test]

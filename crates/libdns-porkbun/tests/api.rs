@@ -7,18 +7,14 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Request, Response, check_gives_up_on_server_errors,
+    check_provider, check_refused_credentials, check_retries_rate_limit,
+    check_retries_server_errors, check_unreachable, closed_endpoint, lines_of, provider_block,
 };
 use serde_json::json;
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, api_key: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -38,16 +34,10 @@ fn provider(api: &MockApi, extra: &str) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: "_acme-challenge.example.org.".into(),
-        value: value.into(),
-        ttl: Duration::from_secs(600),
-    }
+    testing::txt(NAME, value, 600)
 }
 
-fn lines(requests: &[Request]) -> Vec<String> {
-    requests.iter().map(|r| r.line()).collect()
-}
+const NAME: &str = "_acme-challenge.example.org.";
 
 /// The body without the key pair, after checking the pair is in it.
 fn fields(request: &Request) -> serde_json::Value {
@@ -68,7 +58,7 @@ fn fields(request: &Request) -> serde_json::Value {
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(
         provider(&api, "").as_ref(),
         &zones,
@@ -86,7 +76,7 @@ async fn behaves_as_every_provider_must() {
     }
     // 122 domains: one chunk, then an empty one ends the listing.
     assert_eq!(
-        lines(&requests[..2]),
+        lines_of(&requests[..2]),
         [
             "POST /api/json/v3/domain/listAll",
             "POST /api/json/v3/domain/listAll"
@@ -109,7 +99,7 @@ async fn domains_are_listed_in_chunks_of_1000() {
         zones.add_zone(&format!("d{i:04}.test"));
     }
     zones.add_zone("example.org");
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     assert_eq!(
         provider
@@ -132,7 +122,7 @@ async fn domains_are_listed_in_chunks_of_1000() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("token-one"))
@@ -140,7 +130,7 @@ async fn create_and_delete_requests() {
         .unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             "POST /api/json/v3/dns/retrieveByNameType/example.org/TXT/_acme-challenge",
             "POST /api/json/v3/dns/create/example.org",
@@ -152,10 +142,7 @@ async fn create_and_delete_requests() {
         json!({"name": "_acme-challenge", "type": "TXT", "content": "token-one", "ttl": "600"})
     );
     let id = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "token-one")
-        .unwrap()
+        .txt_record("_acme-challenge.example.org", "token-one")
         .id
         .trim_start_matches("rec")
         .parse::<u64>()
@@ -167,7 +154,7 @@ async fn create_and_delete_requests() {
         .unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             "POST /api/json/v3/dns/retrieveByNameType/example.org/TXT/_acme-challenge".to_string(),
             format!("POST /api/json/v3/dns/delete/example.org/{id}"),
@@ -183,17 +170,13 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn the_apex_has_no_subdomain() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let apex = TxtRecord {
-        fqdn: "sub.example.org.".into(),
-        value: "apex-value".into(),
-        ttl: Duration::from_secs(600),
-    };
+    let apex = testing::txt("sub.example.org.", "apex-value", 600);
     provider.append("sub.example.org.", &apex).await.unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             "POST /api/json/v3/dns/retrieveByNameType/sub.example.org/TXT",
             "POST /api/json/v3/dns/create/sub.example.org",
@@ -208,58 +191,42 @@ async fn the_apex_has_no_subdomain() {
 #[tokio::test]
 async fn ttl_is_raised_to_the_minimum() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let mut short = txt("short");
-    short.ttl = Duration::from_secs(60);
+    let short = testing::txt(NAME, "short", 60);
     provider.append("example.org.", &short).await.unwrap();
-    let record = zones
-        .records_named("_acme-challenge.example.org")
-        .into_iter()
-        .find(|r| r.value == "short")
-        .unwrap();
+    let record = zones.txt_record("_acme-challenge.example.org", "short");
     assert_eq!(record.ttl, 600);
 }
 
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "pk1_wrong-secret-key", "");
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-key";
+    let provider = provider_with(&api, &format!("pk1_{secret}"), "");
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     assert_eq!(
         error.to_string(),
         "porkbun: list domains in zone -: not authorised: HTTP 400 Bad Request: Invalid API key. (001)"
     );
-    let error = provider
-        .append("example.org.", &txt("x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    assert!(!error.to_string().contains("wrong-secret-key"));
+    let error =
+        check_refused_credentials(&api, secret, provider.append("example.org.", &txt("x"))).await;
     assert!(!error.to_string().contains(standin::SECRET_KEY));
     let direct = madmail_libdns_porkbun::Porkbun::new(
-        madmail_libdns_http::Secret::new("pk1_wrong-secret-key"),
+        madmail_libdns_http::Secret::new(format!("pk1_{secret}")),
         madmail_libdns_http::Secret::new(standin::SECRET_KEY),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("api/json/v3")).unwrap(),
-        ),
+        &api.http_options("api/json/v3"),
     )
     .unwrap();
     let debug = format!("{direct:?}");
-    assert!(!debug.contains("wrong-secret-key") && !debug.contains(standin::SECRET_KEY));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!debug.contains(secret) && !debug.contains(standin::SECRET_KEY));
 }
 
 #[tokio::test]
 async fn errors_with_http_200_are_errors() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     api.fail_next(
         1,
@@ -316,13 +283,9 @@ async fn errors_with_http_200_are_errors() {
 async fn a_domain_without_api_access_is_unauthorized() {
     let zones = FakeZones::standard();
     zones.add_zone("noapi.test");
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let record = TxtRecord {
-        fqdn: "_acme-challenge.noapi.test.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(600),
-    };
+    let record = testing::txt("_acme-challenge.noapi.test.", "x", 600);
     let error = provider.append("noapi.test.", &record).await.unwrap_err();
     assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
     assert_eq!(
@@ -334,13 +297,9 @@ async fn a_domain_without_api_access_is_unauthorized() {
 #[tokio::test]
 async fn a_zone_not_in_the_account_is_an_error() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let record = TxtRecord {
-        fqdn: "_acme-challenge.other.test.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(600),
-    };
+    let record = testing::txt("_acme-challenge.other.test.", "x", 600);
     let error = provider.append("other.test.", &record).await.unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -351,76 +310,62 @@ async fn a_zone_not_in_the_account_is_an_error() {
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        1,
-        Response::json(
-            429,
-            &json!({"status": "ERROR", "message": "Rate limit exceeded."}),
-        )
-        .with_header("retry-after", "1"),
+    let fault = Response::json(
+        429,
+        &json!({"status": "ERROR", "message": "Rate limit exceeded."}),
     );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let sent = check_retries_rate_limit(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
             .contains(&"after-wait".to_string())
     );
-    let requests = api.requests();
-    assert_eq!(requests[0].line(), requests[1].line());
-    assert_eq!(requests[0].body, requests[1].body);
-    assert_eq!(requests.len(), 3);
+    assert_eq!(sent[0].body, sent[1].body);
+    assert_eq!(sent.len(), 3);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     // Porkbun's 503s are openresty HTML pages.
-    api.fail_next(
-        2,
-        Response::text(
-            503,
-            "text/html",
-            "<html><head><title>503 Service Temporarily Unavailable</title></head></html>",
-        ),
+    let fault = Response::text(
+        503,
+        "text/html",
+        "<html><head><title>503 Service Temporarily Unavailable</title></head></html>",
     );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
-    assert_eq!(api.take_requests().len(), 4);
+    let sent = check_retries_server_errors(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
+    assert_eq!(sent.len(), 4);
 
     let provider = self::provider(&api, "retries 1");
-    api.fail_next(
-        2,
-        Response::json(
-            500,
-            &json!({"status": "ERROR", "message": "Internal error."}),
-        ),
+    let fault = Response::json(
+        500,
+        &json!({"status": "ERROR", "message": "Internal error."}),
     );
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(&api, fault, provider.zone_for(NAME)).await;
     assert_eq!(
         error.to_string(),
         "porkbun: list domains in zone -: HTTP 500 Internal Server Error: Internal error. (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
 async fn an_existing_record_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -432,7 +377,7 @@ async fn an_existing_record_is_success() {
     );
     // Found, not created again.
     assert_eq!(
-        lines(&api.requests()),
+        api.lines(),
         ["POST /api/json/v3/dns/retrieveByNameType/example.org/TXT/_acme-challenge"]
     );
 
@@ -490,14 +435,14 @@ async fn a_refused_create_is_an_error() {
 #[tokio::test]
 async fn deleting_what_is_gone_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .delete("example.org.", &txt("never-added"))
         .await
         .unwrap();
     assert_eq!(
-        lines(&api.requests()),
+        api.lines(),
         ["POST /api/json/v3/dns/retrieveByNameType/example.org/TXT/_acme-challenge"]
     );
 
@@ -602,10 +547,7 @@ fn the_standin_refuses_what_porkbun_refuses() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("api/json/v3");
-    drop(api);
+    let url = closed_endpoint("api/json/v3").await;
     let provider = provider_block(
         madmail_libdns_porkbun::register,
         "porkbun",
@@ -616,13 +558,5 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with("porkbun: list domains in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("porkbun: list domains in zone -", provider.zone_for(NAME)).await;
 }

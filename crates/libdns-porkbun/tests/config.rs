@@ -2,13 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use madmail_libdns_http::testing::{provider_block, provider_from};
+use madmail_libdns_http::testing::{check_takes_no_arguments, config_errors, provider_block};
 
 fn errors(block: &str) -> Vec<String> {
-    match provider_block(madmail_libdns_porkbun::register, "porkbun", block) {
-        Ok(_) => panic!("accepted:\n{block}"),
-        Err(errors) => errors,
-    }
+    config_errors(madmail_libdns_porkbun::register, "porkbun", block)
 }
 
 #[test]
@@ -82,15 +79,9 @@ fn errors_point_at_the_directive() {
 
 #[test]
 fn no_arguments_on_the_block() {
-    let lines = match provider_from(
+    check_takes_no_arguments(
         madmail_libdns_porkbun::register,
-        "dns_user tcp://127.0.0.1:1 {\n    dns porkbun extra {\n        api_key a\n        api_secret_key b\n    }\n}\n",
-    ) {
-        Ok(_) => panic!("accepted"),
-        Err(lines) => lines,
-    };
-    assert_eq!(
-        lines,
-        ["2:17: libdns.porkbun takes no arguments, only a block"]
+        "porkbun",
+        "api_key a\napi_secret_key b",
     );
 }

@@ -6,18 +6,16 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Request, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Request, Response, assert_every_request_has,
+    check_concurrent_changes, check_gives_up_on_server_errors, check_provider,
+    check_refused_credentials, check_retries_rate_limit, check_retries_server_errors,
+    check_unreachable, closed_endpoint, lines_of, provider_block,
 };
 use serde_json::json;
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_at(api: &MockApi, path: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -37,23 +35,17 @@ fn provider(api: &MockApi, extra: &str) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: "_acme-challenge.example.org.".into(),
-        value: value.into(),
-        ttl: Duration::from_secs(120),
-    }
+    testing::txt(NAME, value, 120)
 }
 
-fn lines(requests: &[Request]) -> Vec<String> {
-    requests.iter().map(|r| r.line()).collect()
-}
+const NAME: &str = "_acme-challenge.example.org.";
 
 const ZONES: &str = "/api/v1/servers/localhost/zones";
 
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     // The pre-existing RRset has TTL 300, which the added values share.
     check_provider(
         provider(&api, "").as_ref(),
@@ -65,13 +57,11 @@ async fn behaves_as_every_provider_must() {
     )
     .await;
     let requests = api.requests();
-    for request in &requests {
-        assert_eq!(request.header("x-api-key"), Some(standin::KEY));
-        assert_eq!(request.header("accept"), Some("application/json"));
-    }
+    assert_every_request_has(&requests, "x-api-key", standin::KEY);
+    assert_every_request_has(&requests, "accept", "application/json");
     // The zone listing is one unpaged array.
     assert_eq!(
-        lines(&requests[..2]),
+        lines_of(&requests[..2]),
         [
             format!("GET {ZONES}?dnssec=false"),
             format!("GET {ZONES}?dnssec=false")
@@ -82,8 +72,7 @@ async fn behaves_as_every_provider_must() {
 #[tokio::test]
 async fn servers_ignoring_the_rrset_filters_work_too() {
     let zones = FakeZones::standard();
-    let shared = zones.clone();
-    let api = MockApi::start(move |request| standin::handle_old(&shared, request)).await;
+    let api = MockApi::serving(&zones, standin::handle_old).await;
     check_provider(
         provider(&api, "").as_ref(),
         &zones,
@@ -98,7 +87,7 @@ async fn servers_ignoring_the_rrset_filters_work_too() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("token-one"))
@@ -106,7 +95,7 @@ async fn create_and_delete_requests() {
         .unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             format!("GET {ZONES}?zone=example.org.&dnssec=false"),
             format!(
@@ -135,7 +124,7 @@ async fn create_and_delete_requests() {
         .unwrap();
     let requests = api.take_requests();
     assert_eq!(
-        lines(&requests),
+        lines_of(&requests),
         [
             format!("GET {ZONES}?zone=example.org.&dnssec=false"),
             format!(
@@ -161,13 +150,9 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn a_new_set_gets_the_records_ttl_and_goes_when_empty() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let record = TxtRecord {
-        fqdn: "_acme-challenge.www.Example.org.".into(),
-        value: "fresh".into(),
-        ttl: Duration::from_secs(60),
-    };
+    let record = testing::txt("_acme-challenge.www.Example.org.", "fresh", 60);
     provider.append("example.org.", &record).await.unwrap();
     let patch = api.take_requests().pop().unwrap();
     assert_eq!(
@@ -201,7 +186,7 @@ async fn a_new_set_gets_the_records_ttl_and_goes_when_empty() {
 #[tokio::test]
 async fn long_and_odd_values_are_quoted() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     let long = format!("{}\"\\{}", "a".repeat(250), "b".repeat(100));
     provider.append("example.org.", &txt(&long)).await.unwrap();
@@ -246,34 +231,13 @@ async fn concurrent_values_on_one_name_both_survive() {
         standin::handle(&shared, request)
     })
     .await;
-    let provider = provider(&api, "");
-    let (one, two) = (txt("wildcard"), txt("apex"));
-    let (a, b) = tokio::join!(
-        provider.append("example.org.", &one),
-        provider.append("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(
-        zones.txt_values("_acme-challenge.example.org"),
-        ["apex", "pre-existing", "wildcard"]
-    );
-    let (a, b) = tokio::join!(
-        provider.delete("example.org.", &one),
-        provider.delete("example.org.", &two)
-    );
-    a.unwrap();
-    b.unwrap();
-    assert_eq!(
-        zones.txt_values("_acme-challenge.example.org"),
-        ["pre-existing"]
-    );
+    check_concurrent_changes(provider(&api, "").as_ref(), &zones, 120).await;
 }
 
 #[tokio::test]
 async fn the_endpoint_may_name_the_server_or_the_api_and_server_id_is_used() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     for path in ["", "api/v1", "api/v1/"] {
         let provider = provider_at(&api, path, "");
         assert_eq!(
@@ -304,96 +268,74 @@ async fn the_endpoint_may_name_the_server_or_the_api_and_server_id_is_used() {
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-key";
     let provider = provider_block(
         madmail_libdns_powerdns::register,
         "powerdns",
-        &format!("api_token wrong-secret-key\nendpoint {}", api.url("")),
+        &format!("api_token {secret}\nendpoint {}", api.url("")),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let error = check_refused_credentials(&api, secret, provider.zone_for(NAME)).await;
     assert_eq!(
         error.to_string(),
         "powerdns: list zones in zone -: not authorised: HTTP 401 Unauthorized: Unauthorized"
     );
-    let error = provider
-        .append("example.org.", &txt("x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    assert!(!error.to_string().contains("wrong-secret-key"));
+    check_refused_credentials(&api, secret, provider.append("example.org.", &txt("x"))).await;
     let direct = madmail_libdns_powerdns::PowerDns::new(
-        madmail_libdns_http::Secret::new("wrong-secret-key"),
+        madmail_libdns_http::Secret::new(secret),
         "localhost",
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("")).unwrap(),
-        ),
+        &api.http_options(""),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-key"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     // PowerDNS itself has no rate limit; a proxy in front of it may.
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        1,
-        Response::text(429, "text/plain", "Too Many Requests").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let sent = check_retries_rate_limit(
+        &api,
+        Response::text(429, "text/plain", "Too Many Requests"),
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(
         zones
             .txt_values("_acme-challenge.example.org")
             .contains(&"after-wait".to_string())
     );
-    let requests = api.requests();
-    assert_eq!(requests[0].line(), requests[1].line());
-    assert_eq!(requests.len(), 4);
+    assert_eq!(sent.len(), 4);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    api.fail_next(
-        2,
-        Response::json(500, &json!({"error": "Backend error: database is locked"})),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
-    assert_eq!(api.take_requests().len(), 5);
+    let fault = Response::json(500, &json!({"error": "Backend error: database is locked"}));
+    let sent = check_retries_server_errors(
+        &api,
+        fault.clone(),
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
+    assert_eq!(sent.len(), 5);
 
     let provider = self::provider(&api, "retries 1");
-    api.fail_next(
-        2,
-        Response::json(500, &json!({"error": "Backend error: database is locked"})),
-    );
-    let error = provider
-        .append("example.org.", &txt("never"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        fault,
+        provider.append("example.org.", &txt("never")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "powerdns: create TXT record in zone example.org.: HTTP 500 Internal Server Error: Backend error: database is locked (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
 }
 
 #[tokio::test]
@@ -428,7 +370,7 @@ async fn validation_errors_are_reported() {
 #[tokio::test]
 async fn an_existing_value_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     provider
         .append("example.org.", &txt("pre-existing"))
@@ -444,18 +386,14 @@ async fn an_existing_value_is_success() {
 #[tokio::test]
 async fn deleting_what_is_gone_is_success() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
     // No such value, and no such set.
     provider
         .delete("example.org.", &txt("never-added"))
         .await
         .unwrap();
-    let gone = TxtRecord {
-        fqdn: "_acme-challenge.nothing.example.org.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(60),
-    };
+    let gone = testing::txt("_acme-challenge.nothing.example.org.", "x", 60);
     provider.delete("example.org.", &gone).await.unwrap();
     assert!(api.requests().iter().all(|r| r.method == "GET"));
     assert_eq!(
@@ -497,13 +435,9 @@ async fn deleting_what_is_gone_is_success() {
 #[tokio::test]
 async fn an_unknown_zone_and_a_name_outside_it() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api, "");
-    let other = TxtRecord {
-        fqdn: "_acme-challenge.other.test.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(60),
-    };
+    let other = testing::txt("_acme-challenge.other.test.", "x", 60);
     let error = provider.append("other.test.", &other).await.unwrap_err();
     assert_eq!(
         error,
@@ -596,10 +530,7 @@ fn the_standin_refuses_what_powerdns_refuses() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("");
-    drop(api);
+    let url = closed_endpoint("").await;
     let provider = provider_block(
         madmail_libdns_powerdns::register,
         "powerdns",
@@ -609,13 +540,5 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let error = provider
-        .zone_for("_acme-challenge.example.org.")
-        .await
-        .unwrap_err();
-    let text = error.to_string();
-    assert!(
-        text.starts_with("powerdns: list zones in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable("powerdns: list zones in zone -", provider.zone_for(NAME)).await;
 }

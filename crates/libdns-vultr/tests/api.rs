@@ -6,21 +6,18 @@
 mod standin;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use madmail_dns::{DnsError, DnsProvider, TxtRecord};
+use madmail_dns::{DnsProvider, TxtRecord};
 use madmail_libdns_http::testing::{
-    Expect, FakeZones, MockApi, Response, check_provider, provider_block,
+    self, Expect, FakeZones, MockApi, Response, assert_every_request_has,
+    check_gives_up_on_server_errors, check_provider, check_refused_credentials,
+    check_retries_rate_limit, check_retries_server_errors, check_unreachable, closed_endpoint,
+    lines_of, provider_block,
 };
 use serde_json::json;
 
 const NAME: &str = "_acme-challenge.example.org";
 const RECORDS_PAGE: &str = "GET /v2/domains/example.org/records?per_page=500";
-
-async fn standin(zones: &FakeZones) -> MockApi {
-    let zones = zones.clone();
-    MockApi::start(move |request| standin::handle(&zones, request)).await
-}
 
 fn provider_with(api: &MockApi, token: &str, extra: &str) -> Arc<dyn DnsProvider> {
     provider_block(
@@ -36,11 +33,7 @@ fn provider(api: &MockApi) -> Arc<dyn DnsProvider> {
 }
 
 fn txt(value: &str) -> TxtRecord {
-    TxtRecord {
-        fqdn: format!("{NAME}."),
-        value: value.into(),
-        ttl: Duration::from_secs(120),
-    }
+    testing::txt(&format!("{NAME}."), value, 120)
 }
 
 fn bearer() -> String {
@@ -50,14 +43,10 @@ fn bearer() -> String {
 #[tokio::test]
 async fn behaves_as_every_provider_must() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     check_provider(provider(&api).as_ref(), &zones, Expect::default()).await;
     let requests = api.requests();
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("authorization") == Some(bearer().as_str()))
-    );
+    assert_every_request_has(&requests, "authorization", &bearer());
     // 122 domains fit in one page of 500.
     assert_eq!(requests[0].line(), "GET /v2/domains?per_page=500");
     assert!(!requests[1].line().contains("cursor"));
@@ -79,7 +68,7 @@ async fn listings_follow_the_cursor() {
         );
     }
     let last = zones.add("example.org", NAME, "TXT", "last-one", 300);
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     assert_eq!(
         provider
@@ -88,7 +77,7 @@ async fn listings_follow_the_cursor() {
             .unwrap(),
         "more599.test."
     );
-    let lines: Vec<String> = api.take_requests().iter().map(|r| r.line()).collect();
+    let lines = api.take_lines();
     // 722 domains: the second page starts at 500 (0x1f4).
     assert_eq!(
         lines,
@@ -103,7 +92,7 @@ async fn listings_follow_the_cursor() {
         .delete("example.org.", &txt("last-one"))
         .await
         .unwrap();
-    let lines: Vec<String> = api.take_requests().iter().map(|r| r.line()).collect();
+    let lines = api.take_lines();
     assert_eq!(
         lines,
         [
@@ -121,14 +110,14 @@ async fn listings_follow_the_cursor() {
 #[tokio::test]
 async fn create_and_delete_requests() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("token-one"))
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [RECORDS_PAGE, "POST /v2/domains/example.org/records"]
@@ -140,11 +129,7 @@ async fn create_and_delete_requests() {
         create.json(),
         json!({"name": "_acme-challenge", "type": "TXT", "data": "\"token-one\"", "ttl": 120, "priority": 0})
     );
-    let created = zones
-        .records_named(NAME)
-        .into_iter()
-        .find(|r| r.value == "token-one")
-        .unwrap();
+    let created = zones.txt_record(NAME, "token-one");
     assert_eq!((created.ttl, created.zone.as_str()), (120, "example.org"));
 
     provider
@@ -152,7 +137,7 @@ async fn create_and_delete_requests() {
         .await
         .unwrap();
     let requests = api.take_requests();
-    let lines: Vec<String> = requests.iter().map(|r| r.line()).collect();
+    let lines = lines_of(&requests);
     assert_eq!(
         lines,
         [
@@ -171,13 +156,9 @@ async fn create_and_delete_requests() {
 #[tokio::test]
 async fn the_apex_has_an_empty_name() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let apex = TxtRecord {
-        fqdn: "example.org.".into(),
-        value: "at-apex".into(),
-        ttl: Duration::from_secs(120),
-    };
+    let apex = testing::txt("example.org.", "at-apex", 120);
     provider.append("example.org.", &apex).await.unwrap();
     let create = api
         .take_requests()
@@ -194,16 +175,11 @@ async fn the_apex_has_an_empty_name() {
 #[tokio::test]
 async fn ttl_has_a_floor_and_quotes_are_refused() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let mut short = txt("short");
-    short.ttl = Duration::ZERO;
+    let short = testing::txt(&format!("{NAME}."), "short", 0);
     provider.append("example.org.", &short).await.unwrap();
-    let record = zones
-        .records_named(NAME)
-        .into_iter()
-        .find(|r| r.value == "short")
-        .unwrap();
+    let record = zones.txt_record(NAME, "short");
     assert_eq!(record.ttl, 60);
 
     api.take_requests();
@@ -250,56 +226,48 @@ fn the_standin_refuses_unquoted_txt_data() {
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_printed() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let provider = provider_with(&api, "wrong-secret-key", "");
-    let error = provider.zone_for(&format!("{NAME}.")).await.unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
+    let api = MockApi::serving(&zones, standin::handle).await;
+    let secret = "wrong-secret-key";
+    let provider = provider_with(&api, secret, "");
+    let error =
+        check_refused_credentials(&api, secret, provider.zone_for(&format!("{NAME}."))).await;
     assert_eq!(
         error.to_string(),
         "vultr: list domains in zone -: not authorised: HTTP 401 Unauthorized: Invalid API token."
     );
-    let error = provider
-        .delete("example.org.", &txt("token-one"))
-        .await
-        .unwrap_err();
-    assert!(matches!(error, DnsError::Unauthorized { .. }), "{error:?}");
-    let text = error.to_string();
+    let text = check_refused_credentials(
+        &api,
+        secret,
+        provider.delete("example.org.", &txt("token-one")),
+    )
+    .await
+    .to_string();
     assert!(
         text.starts_with("vultr: delete TXT record in zone example.org.: not authorised"),
         "{text}"
     );
-    assert!(!text.contains("wrong-secret-key"), "{text}");
     let direct = madmail_libdns_vultr::Vultr::new(
-        madmail_libdns_http::Secret::new("wrong-secret-key"),
-        &madmail_libdns_http::HttpOptions::with_endpoint(
-            madmail_libdns_http::parse_endpoint(&api.url("v2")).unwrap(),
-        ),
+        madmail_libdns_http::Secret::new(secret),
+        &api.http_options("v2"),
     )
     .unwrap();
-    assert!(!format!("{direct:?}").contains("wrong-secret-key"));
-    // Not retried: one request each.
-    assert_eq!(api.requests().len(), 2);
+    assert!(!format!("{direct:?}").contains(secret));
 }
 
 #[tokio::test]
 async fn rate_limits_wait_for_retry_after() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        1,
-        standin::error(429, "Rate limit exceeded").with_header("retry-after", "1"),
-    );
-    let started = Instant::now();
-    provider
-        .append("example.org.", &txt("after-wait"))
-        .await
-        .unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let sent = check_retries_rate_limit(
+        &api,
+        standin::error(429, "Rate limit exceeded"),
+        provider.append("example.org.", &txt("after-wait")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-wait".to_string()));
-    let lines: Vec<String> = api.requests().iter().map(|r| r.line()).collect();
     assert_eq!(
-        lines,
+        lines_of(&sent),
         [
             RECORDS_PAGE,
             RECORDS_PAGE,
@@ -311,44 +279,41 @@ async fn rate_limits_wait_for_retry_after() {
 #[tokio::test]
 async fn server_errors_are_retried_then_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    api.fail_next(
-        2,
+    check_retries_server_errors(
+        &api,
         Response::text(503, "text/html", "<html>Service Unavailable</html>"),
-    );
-    provider
-        .append("example.org.", &txt("after-errors"))
-        .await
-        .unwrap();
+        provider.append("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 
     let provider = provider_with(&api, standin::TOKEN, "retries 1");
-    api.take_requests();
-    api.fail_next(2, standin::error(500, "Internal server error"));
-    let error = provider
-        .delete("example.org.", &txt("after-errors"))
-        .await
-        .unwrap_err();
+    let error = check_gives_up_on_server_errors(
+        &api,
+        standin::error(500, "Internal server error"),
+        provider.delete("example.org.", &txt("after-errors")),
+    )
+    .await;
     assert_eq!(
         error.to_string(),
         "vultr: delete TXT record in zone example.org.: HTTP 500 Internal Server Error: Internal server error (gave up after 2 attempts)"
     );
-    assert_eq!(api.requests().len(), 2);
     assert!(zones.txt_values(NAME).contains(&"after-errors".to_string()));
 }
 
 #[tokio::test]
 async fn an_existing_value_is_not_added_again() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
     provider
         .append("example.org.", &txt("pre-existing"))
         .await
         .unwrap();
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
-    let lines: Vec<String> = api.requests().iter().map(|r| r.line()).collect();
+    let lines = api.lines();
     assert_eq!(lines, [RECORDS_PAGE]);
 }
 
@@ -360,11 +325,7 @@ async fn a_record_gone_before_its_delete_is_success() {
     let api = MockApi::start(move |request| {
         let reply = standin::handle(&racing, request);
         if request.method == "GET" && request.path.ends_with("/records") {
-            for r in racing.records_named(NAME) {
-                if r.value == "vanishing" {
-                    racing.remove(&r.id);
-                }
-            }
+            racing.remove_txt(NAME, "vanishing");
         }
         reply
     })
@@ -383,7 +344,7 @@ async fn a_record_gone_before_its_delete_is_success() {
         .delete("example.org.", &txt("never-there"))
         .await
         .unwrap();
-    let lines: Vec<String> = api.requests().iter().map(|r| r.line()).collect();
+    let lines = api.lines();
     assert_eq!(lines, [RECORDS_PAGE]);
     assert_eq!(zones.txt_values(NAME), ["pre-existing"]);
 }
@@ -391,13 +352,9 @@ async fn a_record_gone_before_its_delete_is_success() {
 #[tokio::test]
 async fn an_unknown_domain_is_reported() {
     let zones = FakeZones::standard();
-    let api = standin(&zones).await;
+    let api = MockApi::serving(&zones, standin::handle).await;
     let provider = provider(&api);
-    let record = TxtRecord {
-        fqdn: "_acme-challenge.gone.test.".into(),
-        value: "x".into(),
-        ttl: Duration::from_secs(120),
-    };
+    let record = testing::txt("_acme-challenge.gone.test.", "x", 120);
     let error = provider.append("gone.test.", &record).await.unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -407,10 +364,7 @@ async fn an_unknown_domain_is_reported() {
 
 #[tokio::test]
 async fn unreachable_api() {
-    let zones = FakeZones::standard();
-    let api = standin(&zones).await;
-    let url = api.url("v2");
-    drop(api);
+    let url = closed_endpoint("v2").await;
     let provider = provider_block(
         madmail_libdns_vultr::register,
         "vultr",
@@ -420,13 +374,9 @@ async fn unreachable_api() {
         ),
     )
     .unwrap();
-    let text = provider
-        .zone_for(&format!("{NAME}."))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        text.starts_with("vultr: list domains in zone -: request failed"),
-        "{text}"
-    );
+    check_unreachable(
+        "vultr: list domains in zone -",
+        provider.zone_for(&format!("{NAME}.")),
+    )
+    .await;
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use aws_lc_rs::hmac;
 use base64::Engine;
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, page_of};
 use serde_json::{Value, json};
 
 pub const KEY_ID: &str = "LTAI5tStandInKeyId";
@@ -278,15 +278,6 @@ fn paging(params: &BTreeMap<String, String>, max: usize) -> Result<(usize, usize
     Ok((page, size))
 }
 
-fn page<T: Clone>(items: &[T], page: usize, size: usize) -> Vec<T> {
-    items
-        .iter()
-        .skip((page - 1) * size)
-        .take(size)
-        .cloned()
-        .collect()
-}
-
 fn describe_domains(api: &AliDns, params: &BTreeMap<String, String>) -> Response {
     let (number, size) = match paging(params, 100) {
         Ok(p) => p,
@@ -303,7 +294,7 @@ fn describe_domains(api: &AliDns, params: &BTreeMap<String, String>) -> Response
             }
         });
     }
-    let domains: Vec<Value> = page(&zones, number, size)
+    let domains: Vec<Value> = page_of(&zones, number, size)
         .iter()
         .map(|z| {
             json!({
@@ -381,7 +372,7 @@ fn describe_records(api: &AliDns, params: &BTreeMap<String, String>) -> Response
             );
         }
     }
-    let list: Vec<Value> = page(&records, number, size)
+    let list: Vec<Value> = page_of(&records, number, size)
         .iter()
         .map(record_json)
         .collect();

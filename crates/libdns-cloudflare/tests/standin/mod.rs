@@ -4,7 +4,7 @@
 //! error codes (10000 authentication error, 81058 identical record exists, 81044 record does
 //! not exist). Shared with the end-to-end test (`tests/e2e/acme_dns.rs`) through `#[path]`.
 
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, page_count, page_of};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "cf-test-token-0123456789";
@@ -47,14 +47,10 @@ fn paging(request: &Request, max: usize) -> Result<(usize, usize), Response> {
     Ok((page, per_page))
 }
 
-fn page_of<T: Clone>(items: &[T], page: usize, per_page: usize) -> (Vec<T>, Value) {
-    let total_pages = items.len().div_ceil(per_page).max(1);
-    let slice: Vec<T> = items
-        .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .cloned()
-        .collect();
+/// One page of `items`, and the `result_info` of its reply.
+fn paged<T: Clone>(items: &[T], page: usize, per_page: usize) -> (Vec<T>, Value) {
+    let total_pages = page_count(items.len(), per_page);
+    let slice = page_of(items, page, per_page).to_vec();
     let info = json!({"page": page, "per_page": per_page, "count": slice.len(),
         "total_count": items.len(), "total_pages": total_pages});
     (slice, info)
@@ -79,7 +75,7 @@ pub fn handle(zones: &FakeZones, request: &Request) -> Response {
                 Ok(p) => p,
                 Err(e) => return e,
             };
-            let (slice, info) = page_of(&all, page, per_page);
+            let (slice, info) = paged(&all, page, per_page);
             let result: Vec<Value> = slice
                 .iter()
                 .map(|z| json!({"id": z.id, "name": z.name, "status": "active", "paused": false, "type": "full"}))
@@ -124,7 +120,7 @@ fn records(
                 Ok(p) => p,
                 Err(e) => return e,
             };
-            let (slice, info) = page_of(&all, page, per_page);
+            let (slice, info) = paged(&all, page, per_page);
             let result: Vec<Value> = slice.iter().map(|r| record_json(r, zone_id)).collect();
             Response::json(200, &envelope(json!(result), Some(info)))
         }

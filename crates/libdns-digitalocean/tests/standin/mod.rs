@@ -6,7 +6,7 @@
 //! 204 for a deleted one, and `{"id", "message"}` error bodies.
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, page_count, page_of};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "dop_v1_0123456789abcdef-test-token";
@@ -64,19 +64,14 @@ fn paging(request: &Request) -> Result<(usize, usize), Response> {
 }
 
 /// One page of `items`, and the `links` and `meta` of its reply.
-fn page_of<T: Clone>(
+fn paged<T: Clone>(
     items: &[T],
     page: usize,
     per_page: usize,
     path: &str,
 ) -> (Vec<T>, Value, Value) {
-    let last = items.len().div_ceil(per_page).max(1);
-    let slice: Vec<T> = items
-        .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .cloned()
-        .collect();
+    let last = page_count(items.len(), per_page);
+    let slice = page_of(items, page, per_page).to_vec();
     let link = |n: usize| format!("{PUBLIC}{path}?page={n}&per_page={per_page}");
     let mut pages = serde_json::Map::new();
     if page > 1 {
@@ -112,7 +107,7 @@ pub fn handle(zones: &FakeZones, request: &Request) -> Response {
                 Err(e) => return e,
             };
             let all = zones.zones();
-            let (slice, links, meta) = page_of(&all, page, per_page, "domains");
+            let (slice, links, meta) = paged(&all, page, per_page, "domains");
             let domains: Vec<Value> = slice
                 .iter()
                 .map(|z| json!({"name": z.name, "ttl": 1800, "zone_file": ""}))
@@ -154,7 +149,7 @@ fn records(
                 Err(e) => return e,
             };
             let (slice, links, meta) =
-                page_of(&all, page, per_page, &format!("domains/{zone}/records"));
+                paged(&all, page, per_page, &format!("domains/{zone}/records"));
             let records: Vec<Value> = slice.iter().map(record_json).collect();
             Response::json(
                 200,

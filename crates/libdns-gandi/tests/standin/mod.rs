@@ -8,7 +8,7 @@
 //! quoted, and `{"code", "message", "object", "cause"}` error bodies (`errors` for validation).
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZone, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZone, FakeZones, Request, Response, page_of};
 use serde_json::{Value, json};
 
 pub const PERSONAL_TOKEN: &str = "gandi-test-pat-0123456789";
@@ -108,10 +108,8 @@ fn list_domains(zones: &FakeZones, request: &Request) -> Response {
         return invalid("querystring", "per_page", "Must be at most 100.");
     }
     let all = zones.zones();
-    let slice: Vec<Value> = all
+    let slice: Vec<Value> = page_of(&all, page, per_page)
         .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
         .map(domain_json)
         .collect();
     Response::json(200, &json!(slice)).with_header("total-count", &all.len().to_string())

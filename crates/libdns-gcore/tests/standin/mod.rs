@@ -10,7 +10,7 @@
 //! `limit` defaults to 100 and is capped at 1000.
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZone, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZone, FakeZones, Request, Response, window};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "gcore-test-key-0123456789";
@@ -102,7 +102,7 @@ fn list_zones(zones: &FakeZones, request: &Request) -> Response {
     if !filter.is_empty() {
         all.retain(|z| filter.contains(&z.name));
     }
-    let page: Vec<Value> = all.iter().skip(offset).take(limit).map(zone_json).collect();
+    let page: Vec<Value> = window(&all, offset, limit).iter().map(zone_json).collect();
     Response::json(200, &json!({"zones": page, "total_amount": all.len()}))
 }
 

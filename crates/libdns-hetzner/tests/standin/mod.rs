@@ -6,10 +6,12 @@
 //! 60 s, changes applied through asynchronous actions (`running` when started, `success` when
 //! asked again), and `{"error": {"code", "message", "details"}}` error bodies.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZone, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{
+    FakeRecord, FakeZone, FakeZones, Request, Response, page_count, page_of,
+};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "hcloud-test-token-0123456789abcdef";
@@ -17,10 +19,12 @@ pub const PREFIX: &str = "/v1/";
 /// The TTL a new RRset gets when the request sets none (a zone's default).
 const ZONE_DEFAULT_TTL: u64 = 3600;
 
+/// The stand-in's state; its clones share it.
+#[derive(Clone)]
 pub struct Standin {
     pub zones: FakeZones,
     /// The actions started so far (command, zone id); an action's id is its index plus one.
-    actions: Mutex<Vec<(&'static str, u64)>>,
+    actions: Arc<Mutex<Vec<(&'static str, u64)>>>,
 }
 
 pub fn error(status: u16, code: &str, message: &str) -> Response {
@@ -105,7 +109,7 @@ impl Standin {
     pub fn new(zones: FakeZones) -> Standin {
         Standin {
             zones,
-            actions: Mutex::new(Vec::new()),
+            actions: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -200,11 +204,9 @@ impl Standin {
         if let Some(name) = request.query_param("name") {
             all.retain(|z| z.name == name);
         }
-        let last_page = all.len().div_ceil(per_page).max(1);
-        let zones: Vec<Value> = all
+        let last_page = page_count(all.len(), per_page);
+        let zones: Vec<Value> = page_of(&all, page, per_page)
             .iter()
-            .skip((page - 1) * per_page)
-            .take(per_page)
             .map(|z| zone_json(&self.zones, z))
             .collect();
         let previous = if page > 1 {

@@ -8,7 +8,7 @@
 //! creating a set that exists (409 here).
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, window};
 use serde_json::{Value, json};
 
 pub const KEY: &str = "lsw-test-key-0123456789";
@@ -68,7 +68,7 @@ fn paging(request: &Request) -> Result<(usize, usize), Response> {
 
 fn paged(items: Vec<Value>, key: &str, limit: usize, offset: usize) -> Value {
     let total = items.len();
-    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    let page = window(&items, offset, limit);
     json!({key: page, "_metadata": {"totalCount": total, "limit": limit, "offset": offset}})
 }
 

@@ -7,7 +7,9 @@
 //! value, 200 replies to creates and deletes, and `{"errors": [{"reason", "field"}]}` bodies.
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZone, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{
+    FakeRecord, FakeZone, FakeZones, Request, Response, page_count, page_of,
+};
 use serde_json::{Map, Value, json};
 
 pub const TOKEN: &str = "linode-test-token-0123456789abcdef0123456789abcdef";
@@ -97,7 +99,7 @@ fn matches(item: &Value, filter: &Map<String, Value>) -> bool {
 }
 
 /// The page the request asks for, in Linode's envelope.
-fn page_of(items: Vec<Value>, request: &Request) -> Response {
+fn paged(items: Vec<Value>, request: &Request) -> Response {
     let number = |name: &str, default: usize| match request.query_param(name) {
         None => Ok(default),
         Some(v) => v
@@ -114,13 +116,9 @@ fn page_of(items: Vec<Value>, request: &Request) -> Response {
         Ok(_) => return error(400, Some("page_size"), "Must be 25-500"),
         Err(e) => return e,
     };
-    let pages = items.len().div_ceil(page_size).max(1);
+    let pages = page_count(items.len(), page_size);
     let results = items.len();
-    let data: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * page_size)
-        .take(page_size)
-        .collect();
+    let data = page_of(&items, page, page_size);
     Response::json(
         200,
         &json!({"data": data, "page": page, "pages": pages, "results": results}),
@@ -148,7 +146,7 @@ pub fn handle(zones: &FakeZones, request: &Request) -> Response {
                 .map(domain_json)
                 .filter(|d| matches(d, &filter))
                 .collect();
-            page_of(all, request)
+            paged(all, request)
         }
         (method, ["domains", id, "records", rest @ ..]) => {
             let Some(zone) = zones
@@ -183,7 +181,7 @@ fn records(
                 .map(record_json)
                 .filter(|r| matches(r, &filter))
                 .collect();
-            page_of(all, request)
+            paged(all, request)
         }
         ("POST", []) => create(zones, zone, request),
         ("DELETE", [id]) => {

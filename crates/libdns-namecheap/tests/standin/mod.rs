@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeZones, Request, Response, page_of};
 use quick_xml::escape::escape;
 
 pub const USER: &str = "alice";
@@ -31,9 +31,11 @@ const TYPES: [&str; 12] = [
 const EMAIL_TYPES: [&str; 6] = ["NONE", "MX", "MXE", "FWD", "OX", "GMAIL"];
 const UNKNOWN: &str = "5050900";
 
+/// The stand-in's state; its clones share it.
+#[derive(Clone)]
 pub struct Standin {
     pub zones: FakeZones,
-    email_types: Mutex<HashMap<String, String>>,
+    email_types: Arc<Mutex<HashMap<String, String>>>,
 }
 
 pub fn envelope(command: &str, inner: &str) -> String {
@@ -109,11 +111,11 @@ impl Params {
 }
 
 impl Standin {
-    pub fn new(zones: FakeZones) -> Arc<Standin> {
-        Arc::new(Standin {
+    pub fn new(zones: FakeZones) -> Standin {
+        Standin {
             zones,
-            email_types: Mutex::new(HashMap::new()),
-        })
+            email_types: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     /// The domain's `EmailType` (`MX` until a `setHosts` changes it).
@@ -187,10 +189,8 @@ impl Standin {
             return error(UNKNOWN, "PageSize must be between 10 and 100");
         }
         let all = self.zones.zones();
-        let entries: String = all
+        let entries: String = page_of(&all, page, size)
             .iter()
-            .skip((page - 1) * size)
-            .take(size)
             .map(|z| {
                 format!(
                     r#"<Domain ID="{}" Name="{}" User="{USER}" Created="01/01/2026" Expires="01/01/2027" IsExpired="false" IsLocked="false" AutoRenew="true" WhoisGuard="ENABLED" IsPremium="false" IsOurDNS="true" />"#,

@@ -14,7 +14,7 @@
 //!
 //! Record ids are the numbers of the fake store's ids (`rec000123` is 123).
 
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, page_count, page_of};
 use serde_json::{Value, json};
 
 pub const USER: &str = "madmail-test";
@@ -80,20 +80,10 @@ fn paging(request: &Request, version: Version) -> Result<(usize, usize), Respons
 }
 
 /// One page of `items` under `key`, with name.com's paging fields.
-fn page_of(
-    key: &str,
-    items: Vec<Value>,
-    page: usize,
-    per_page: usize,
-    version: Version,
-) -> Response {
+fn paged(key: &str, items: Vec<Value>, page: usize, per_page: usize, version: Version) -> Response {
     let total = items.len();
-    let last_page = total.div_ceil(per_page).max(1);
-    let slice: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
+    let last_page = page_count(total, per_page);
+    let slice = page_of(&items, page, per_page);
     let mut body = json!({ key: slice });
     match version {
         Version::V4 => {
@@ -141,7 +131,7 @@ pub fn handle(zones: &FakeZones, request: &Request) -> Response {
                         "expireDate": "2027-01-01T00:00:00Z", "createDate": "2020-01-01T00:00:00Z"})
                 })
                 .collect();
-            page_of("domains", all, page, per_page, version)
+            paged("domains", all, page, per_page, version)
         }
         ("GET", ["domains", domain]) => match zones.zone_by_name(domain) {
             Some(z) => Response::json(
@@ -181,7 +171,7 @@ fn records(
                 .iter()
                 .map(|r| record_json(r, version))
                 .collect();
-            page_of("records", all, page, per_page, version)
+            paged("records", all, page, per_page, version)
         }
         ("POST", []) => create(zones, zone, request, version),
         ("GET", [id]) => match find(zones, zone, id) {

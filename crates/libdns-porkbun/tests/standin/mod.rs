@@ -20,7 +20,7 @@
 //!
 //! Record ids are the numbers of the fake store's ids (`rec000123` is `"123"`).
 
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, window};
 use serde_json::{Value, json};
 
 pub const API_KEY: &str = "pk1_0123456789abcdef";
@@ -97,11 +97,8 @@ pub fn handle(zones: &FakeZones, request: &Request) -> Response {
                 },
                 _ => return error("Invalid start value."),
             };
-            let domains: Vec<Value> = zones
-                .zones()
+            let domains: Vec<Value> = window(&zones.zones(), start, CHUNK)
                 .iter()
-                .skip(start)
-                .take(CHUNK)
                 .map(|z| {
                     let tld = z.name.rsplit('.').next().unwrap_or("");
                     json!({"domain": z.name, "status": "ACTIVE", "tld": tld,

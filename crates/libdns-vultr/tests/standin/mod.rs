@@ -6,7 +6,7 @@
 //! and `{"error", "status"}` error bodies.
 
 use madmail_libdns_http::names;
-use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response};
+use madmail_libdns_http::testing::{FakeRecord, FakeZones, Request, Response, window};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "VULTRTESTKEY0123456789ABCDEFGHIJKLMNO";
@@ -46,7 +46,7 @@ fn cursor(offset: usize) -> String {
 }
 
 /// One page of `items` as the request asks for it, and its `meta`.
-fn page_of<T: Clone>(items: &[T], request: &Request) -> Result<(Vec<T>, Value), Response> {
+fn paged<T: Clone>(items: &[T], request: &Request) -> Result<(Vec<T>, Value), Response> {
     let per_page = match request.query_param("per_page") {
         None => DEFAULT_PER_PAGE,
         Some(v) => v
@@ -61,7 +61,7 @@ fn page_of<T: Clone>(items: &[T], request: &Request) -> Result<(Vec<T>, Value), 
             .and_then(|hex| usize::from_str_radix(hex, 16).ok())
             .ok_or_else(|| error(400, "Invalid cursor"))?,
     };
-    let slice: Vec<T> = items.iter().skip(offset).take(per_page).cloned().collect();
+    let slice = window(items, offset, per_page).to_vec();
     let next = if offset + per_page < items.len() {
         cursor(offset + per_page)
     } else {
@@ -89,7 +89,7 @@ pub fn handle(zones: &FakeZones, request: &Request) -> Response {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["domains"]) => {
-            let (slice, meta) = match page_of(&zones.zones(), request) {
+            let (slice, meta) = match paged(&zones.zones(), request) {
                 Ok(page) => page,
                 Err(e) => return e,
             };
@@ -120,7 +120,7 @@ fn records(
 ) -> Response {
     match (method, rest) {
         ("GET", []) => {
-            let (slice, meta) = match page_of(&zones.records_in(zone), request) {
+            let (slice, meta) = match paged(&zones.records_in(zone), request) {
                 Ok(page) => page,
                 Err(e) => return e,
             };
