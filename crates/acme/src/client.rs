@@ -116,10 +116,19 @@ impl AcmeHttp {
 
 impl AcmeHttp {
     /// A JSON POST outside ACME (the `notify_webhook`): the reply's status.
-    pub async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<http::StatusCode, String> {
-        let request = Request::post(url)
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<http::StatusCode, String> {
+        let mut request = Request::post(url)
             .header(http::header::USER_AGENT, user_agent())
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(signature) = signature {
+            request = request.header("x-madmail-signature", signature);
+        }
+        let request = request
             .body(BodyWrapper::from(body))
             .map_err(|e| format!("{url}: {e}"))?;
         let response = self

@@ -349,6 +349,15 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
         }
     };
     let notify_webhook = block.custom("notify_webhook", webhook_url).optional();
+    let notify_webhook_secret = block
+        .custom("notify_webhook_secret", |n| {
+            let v = single(n)?;
+            if v.is_empty() {
+                return Err(Error::at(n.arg_pos(0), "notify_webhook_secret is empty"));
+            }
+            Ok(v.as_bytes().to_vec())
+        })
+        .optional();
     let notify_command = block
         .custom("notify_command", |n| {
             no_block(n)?;
@@ -421,6 +430,12 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
         errors.push(Error::at(
             pos,
             "notify_deliver_to is only used with notify_to, which is not set",
+        ));
+    }
+    if notify_webhook_secret.is_some() && notify_webhook.is_none() {
+        errors.push(Error::at(
+            &position("notify_webhook_secret"),
+            "notify_webhook_secret is only used with notify_webhook, which is not set",
         ));
     }
     if (export_owner.is_some() || export_group.is_some()) && export_path.is_none() {
@@ -550,6 +565,7 @@ pub fn decode(def: &Definition<'_>, ctx: &mut Ctx<'_>) -> Result<AcmeConfig, Err
             from: format!("postmaster@{notice_host}"),
             hostname: notice_host,
             webhook: notify_webhook,
+            webhook_secret: notify_webhook_secret,
             command: notify_command,
             command_timeout: notify_command_timeout,
         },

@@ -37,6 +37,8 @@ pub struct NotifyConfig {
     pub hostname: String,
     /// `notify_webhook`.
     pub webhook: Option<String>,
+    /// `notify_webhook_secret`: the key of the body's HMAC-SHA256 signature.
+    pub webhook_secret: Option<Vec<u8>>,
     /// `notify_command`: the program and its arguments.
     pub command: Option<Vec<String>>,
     /// `notify_command_timeout`.
@@ -54,6 +56,10 @@ impl std::fmt::Debug for NotifyConfig {
             .field("before", &self.before)
             .field("to", &self.to)
             .field("webhook", &self.webhook.is_some())
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("command", &self.command)
             .finish_non_exhaustive()
     }
@@ -121,8 +127,9 @@ impl Notifier {
         }
         if let (Some(url), Some(http)) = (&self.cfg.webhook, &self.http) {
             let (url, http, event) = (url.clone(), http.clone(), event.clone());
+            let secret = self.cfg.webhook_secret.clone();
             self.webhook.push(&self.tasks, async move {
-                post_webhook(&http, &url, &event).await;
+                post_webhook(&http, &url, secret.as_deref(), &event).await;
             });
         }
         if let Some(command) = &self.cfg.command {
@@ -267,12 +274,24 @@ fn redacted(url: &str) -> String {
     }
 }
 
-async fn post_webhook(http: &AcmeHttp, url: &str, event: &Event) {
+/// The `X-Madmail-Signature` header of a webhook body: `sha256=` and the lowercase hex
+/// HMAC-SHA256 of the body under the secret (the scheme GitHub's webhooks use).
+pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+async fn post_webhook(http: &AcmeHttp, url: &str, secret: Option<&[u8]>, event: &Event) {
     let body = event.to_json().to_string().into_bytes();
+    let signature = secret.map(|s| webhook_signature(s, &body));
     let shown = redacted(url);
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=WEBHOOK_ATTEMPTS {
-        let outcome = http.post_json(url, body.clone()).await;
+        let outcome = http
+            .post_json(url, body.clone(), signature.as_deref())
+            .await;
         match outcome {
             Ok(status) if status.is_success() => {
                 tracing::debug!(event = event.kind.as_str(), "webhook notified");
@@ -402,6 +421,15 @@ mod tests {
     }
 
     #[test]
+    fn webhook_signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            webhook_signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
     fn notice_mail_is_a_valid_message() {
         let cfg = NotifyConfig {
             before: Vec::new(),
@@ -410,6 +438,7 @@ mod tests {
             from: "postmaster@mx.example.org".into(),
             hostname: "mx.example.org".into(),
             webhook: None,
+            webhook_secret: None,
             command: None,
             command_timeout: Duration::from_secs(1),
         };

@@ -180,7 +180,7 @@ fn notify_and_export_directives() {
     let text = format!(
         "hostname mx.example.org\nstorage.maildir ops {{\n  root {maildir}\n}}\n{}",
         with_endpoint(
-            "  agreed\n  challenge http-01\n  notify_before 2d 10d 2d\n  notify_to a@example.org b@example.org\n  notify_deliver_to &ops\n  notify_webhook https://hooks.example.org/cert\n  notify_command /usr/local/bin/deploy --reload dovecot\n  notify_command_timeout 5s\n  export_path export\n  export_owner 0\n  export_group root"
+            "  agreed\n  challenge http-01\n  notify_before 2d 10d 2d\n  notify_to a@example.org b@example.org\n  notify_deliver_to &ops\n  notify_webhook https://hooks.example.org/cert\n  notify_webhook_secret k3y\n  notify_command /usr/local/bin/deploy --reload dovecot\n  notify_command_timeout 5s\n  export_path export\n  export_owner 0\n  export_group root"
         ),
         maildir = dir.path().join("maildir").display(),
     );
@@ -197,6 +197,8 @@ fn notify_and_export_directives() {
         cfg.notify.webhook.as_deref(),
         Some("https://hooks.example.org/cert")
     );
+    assert_eq!(cfg.notify.webhook_secret.as_deref(), Some(&b"k3y"[..]));
+    assert!(!format!("{:?}", cfg.notify).contains("k3y"));
     assert_eq!(
         cfg.notify.command.as_deref().unwrap(),
         ["/usr/local/bin/deploy", "--reload", "dovecot"]
@@ -241,13 +243,14 @@ fn notify_and_export_errors() {
         ]
     );
     let text = with_endpoint(
-        "  hostname mx.example.org\n  agreed\n  challenge http-01\n  notify_to ops@example.org\n  export_owner 0",
+        "  hostname mx.example.org\n  agreed\n  challenge http-01\n  notify_to ops@example.org\n  export_owner 0\n  notify_webhook_secret x",
     );
     assert_eq!(
         config_errors(dir.path(), &text),
         [
             "5:3: notify_to needs notify_deliver_to &target: the delivery target notices go through (e.g. a target.smtp or storage block)",
             "6:3: export_owner is only used with export_path, which is not set",
+            "7:3: notify_webhook_secret is only used with notify_webhook, which is not set",
         ]
     );
 }

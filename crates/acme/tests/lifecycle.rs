@@ -96,7 +96,7 @@ async fn obtained_and_renewed_reach_every_channel_and_the_export() {
     let export = dir.path().join("export");
     let body = format!(
         "challenge http-01\n    http_listen tcp://127.0.0.1:{http}\n    \
-         notify_webhook {hook}\n    notify_command /bin/sh {script}\n    \
+         notify_webhook {hook}\n    notify_webhook_secret s3cret\n    notify_command /bin/sh {script}\n    \
          export_path {export}\n    notify_to ops@example.test\n    notify_deliver_to &notices",
         http = pebble.http_port,
         hook = api.url("hooks/cert"),
@@ -135,6 +135,14 @@ async fn obtained_and_renewed_reach_every_channel_and_the_export() {
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/hooks/cert");
     assert_eq!(request.header("content-type"), Some("application/json"));
+    // Signed with the secret: HMAC-SHA256 of the exact body, hex.
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"s3cret");
+    let tag = aws_lc_rs::hmac::sign(&key, &request.body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        request.header("x-madmail-signature"),
+        Some(format!("sha256={hex}").as_str())
+    );
 
     // The command: the same facts in its environment, paths into the export.
     let export_dir = export.join("mail.example.test");
