@@ -31,14 +31,10 @@ async fn dns01_cloudflare_wildcard_and_apex_through_pebble() {
     let zones = FakeZones::new();
     zones.add_zone("other.test");
     zones.add_zone("example.test");
-    let (key_name, key_alg, key) = bind::EXAMPLE_KEY;
     let to_bind = provider_block(
         madmail_libdns_rfc2136::register,
         "rfc2136",
-        &format!(
-            "server 127.0.0.1:{}\nkey_name {key_name}\nkey \"{key}\"\nkey_alg {key_alg}",
-            named.port
-        ),
+        &named.rfc2136_directives(bind::EXAMPLE_KEY),
     )
     .unwrap_or_else(|e| panic!("{e:?}"));
     zones.mirror(Arc::clone(&to_bind), "example.test.");

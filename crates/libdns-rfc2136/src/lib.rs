@@ -13,7 +13,12 @@
 //!
 //! It only adds and removes single TXT records: it must never replace or delete other data of
 //! a zone, and never log or print the key.
+//!
+//! With the cargo feature `testing` (for tests only), the module `testing` starts a real
+//! BIND 9 to update: the zones and TSIG keys a test describes, on a random loopback port.
 
+#[cfg(feature = "testing")]
+pub mod testing;
 mod update;
 
 use std::sync::Arc;

@@ -1,27 +1,24 @@
-//! `libdns.rfc2136` against a real BIND 9 (`named`), started per test in a temporary directory
-//! on a random local port with the zone `example.test.` open to updates signed with the test
-//! keys. Needs BIND 9 installed (`apt-get install bind9`; `cargo xtask test` installs it): the
+//! `libdns.rfc2136` against a real BIND 9 (`named`, from this crate's `testing` module),
+//! started per test in a temporary directory on a random local port with the zone
+//! `example.test.` open to updates signed with the test keys. Needs BIND 9 installed (`apt-get install bind9`; `cargo xtask test` installs it): the
 //! tests fail, not skip, without it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::rfc2136;
-use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::RecordType;
 use madmail_dns::{
-    DnsError, DnsProvider, PropagationOptions, Resolvers, TxtRecord, wait_until_visible, wire,
+    DnsError, DnsProvider, PropagationOptions, Resolvers, TxtRecord, wait_until_visible,
 };
+use madmail_libdns_rfc2136::testing::{Key, Named, Setup, Zone};
 
 /// The keys named accepts updates from: (name, algorithm, secret), made with `tsig-keygen`.
-const KEYS: [(&str, &str, &str); 3] = [
+const KEYS: [Key; 3] = [
     (
         "acme.",
         "hmac-sha256",
@@ -46,178 +43,31 @@ ns1     IN A    127.0.0.1
 mail    IN A    127.0.0.1
 ";
 
+/// `example.test.`, open to updates signed with any of [`KEYS`]; authoritative only.
+const SETUP: Setup = Setup {
+    zones: &[Zone {
+        name: "example.test.",
+        file: ZONE,
+        update_keys: &KEYS,
+    }],
+    recursion: false,
+};
+
 const NAME: &str = "_acme-challenge.mail.example.test.";
 
-/// A running `named`, stopped (and its directory removed) when dropped.
-struct Named {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+async fn start() -> Named {
+    Named::start(&SETUP).await
 }
 
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn named_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join("named"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "BIND 9 is needed for these tests and `named` was not found: install it with \
-                 `apt-get install bind9` (`cargo xtask test` does)"
-            )
-        })
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 a moment ago.
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-impl Named {
-    async fn start() -> Named {
-        let binary = named_binary();
-        let mut failures = Vec::new();
-        // A port taken by someone else between choosing and binding makes named exit: try again.
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            let d = dir.path().display();
-            let keys: String = KEYS
-                .iter()
-                .map(|(name, alg, secret)| {
-                    format!("key \"{name}\" {{ algorithm {alg}; secret \"{secret}\"; }};\n")
-                })
-                .collect();
-            let allowed: String = KEYS
-                .iter()
-                .map(|(name, _, _)| format!("key \"{name}\"; "))
-                .collect();
-            let conf = format!(
-                r#"options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    notify no;
-    dnssec-validation no;
-}};
-controls {{ }};
-{keys}
-zone "example.test." {{
-    type primary;
-    file "{d}/example.test.zone";
-    allow-update {{ {allowed}}};
-}};
-"#
-            );
-            std::fs::write(dir.path().join("named.conf"), conf).unwrap();
-            std::fs::write(dir.path().join("example.test.zone"), ZONE).unwrap();
-            let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
-            let mut child = Command::new(&binary)
-                .args(["-g", "-n", "1", "-c"])
-                .arg(dir.path().join("named.conf"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-            for _ in 0..200 {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if soa_answered(port).await {
-                    return Named {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            failures
-                .push(std::fs::read_to_string(dir.path().join("named.log")).unwrap_or_default());
-        }
-        panic!("named did not start:\n{}", failures.join("\n---\n"));
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
-    }
-
-    /// `dns rfc2136 { ... }` for this server with one of [`KEYS`], or `extra` lines only.
-    fn provider(&self, key: Option<usize>, extra: &str) -> Arc<dyn DnsProvider> {
-        let mut block = format!(
-            "        server 127.0.0.1:{}\n        timeout 2s\n",
-            self.port
-        );
-        if let Some(i) = key {
-            let (name, alg, secret) = KEYS[i];
-            block.push_str(&format!(
-                "        key_name {name}\n        key {secret}\n        key_alg {alg}\n"
-            ));
-        }
-        block.push_str(extra);
-        rfc2136(&block).unwrap()
-    }
-
-    /// The TXT values of `name`, asked directly (no recursion), sorted.
-    async fn txt(&self, name: &str) -> Vec<String> {
-        let response = wire::exchange(
-            self.addr(),
-            question(name, RecordType::TXT),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap();
-        let mut values: Vec<String> = response
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect();
-        values.sort();
-        values
-    }
-}
-
-fn question(name: &str, rtype: RecordType) -> Message {
-    let mut message = Message::query();
-    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
-    message.metadata.recursion_desired = false;
-    message
-}
-
-async fn soa_answered(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    matches!(
-        wire::exchange(addr, question("example.test.", RecordType::SOA), Duration::from_millis(200)).await,
-        Ok(r) if r.metadata.response_code == ResponseCode::NoError && !r.answers.is_empty()
-    )
+/// `dns rfc2136 { ... }` for `named` with `key`, a 2 s timeout and the `extra` lines.
+fn provider_for(named: &Named, key: Key, extra: &str) -> Arc<dyn DnsProvider> {
+    rfc2136(&format!(
+        "{}
+timeout 2s
+{extra}",
+        named.rfc2136_directives(key)
+    ))
+    .unwrap()
 }
 
 fn txt(value: &str) -> TxtRecord {
@@ -230,8 +80,8 @@ fn txt(value: &str) -> TxtRecord {
 
 #[tokio::test]
 async fn appends_next_to_other_values_and_deletes_only_its_own() {
-    let named = Named::start().await;
-    let provider = named.provider(Some(0), "");
+    let named = start().await;
+    let provider = provider_for(&named, KEYS[0], "");
     let zone = provider.zone_for(NAME).await.unwrap();
     assert_eq!(zone, "example.test.");
 
@@ -260,21 +110,15 @@ async fn appends_next_to_other_values_and_deletes_only_its_own() {
         .unwrap();
     assert!(named.txt(NAME).await.is_empty());
     // The rest of the zone is untouched.
-    let mail = wire::exchange(
-        named.addr(),
-        question("mail.example.test.", RecordType::A),
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let mail = named.ask("mail.example.test.", RecordType::A).await;
     assert_eq!(mail.answers.len(), 1);
 }
 
 #[tokio::test]
 async fn sha384_and_sha512_keys_work() {
-    let named = Named::start().await;
+    let named = start().await;
     for key in [1, 2] {
-        let provider = named.provider(Some(key), "        zone example.test\n");
+        let provider = provider_for(&named, KEYS[key], "zone example.test\n");
         let value = format!("token-{key}");
         provider
             .append("example.test.", &txt(&value))
@@ -291,18 +135,21 @@ async fn sha384_and_sha512_keys_work() {
 
 #[tokio::test]
 async fn wrong_keys_are_unauthorized() {
-    let named = Named::start().await;
-    let block = |name: &str, alg: &str, secret: &str| {
-        format!(
-            "        server 127.0.0.1:{}\n        key_name {name}\n        key {secret}\n        key_alg {alg}\n",
-            named.port
-        )
-    };
+    let named = start().await;
     let other_secret = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=";
     for (config, expected) in [
-        (block("acme.", "hmac-sha256", other_secret), "BADSIG"),
-        (block("nobody.", "hmac-sha256", other_secret), "BADKEY"),
-        (block("acme.", "hmac-sha512", KEYS[0].2), "BADKEY"),
+        (
+            named.rfc2136_directives(("acme.", "hmac-sha256", other_secret)),
+            "BADSIG",
+        ),
+        (
+            named.rfc2136_directives(("nobody.", "hmac-sha256", other_secret)),
+            "BADKEY",
+        ),
+        (
+            named.rfc2136_directives(("acme.", "hmac-sha512", KEYS[0].2)),
+            "BADKEY",
+        ),
         (
             format!("        server 127.0.0.1:{}\n", named.port),
             "REFUSED",
@@ -335,8 +182,8 @@ async fn wrong_keys_are_unauthorized() {
 
 #[tokio::test]
 async fn a_name_outside_the_servers_zones_is_an_error() {
-    let named = Named::start().await;
-    let provider = named.provider(Some(0), "");
+    let named = start().await;
+    let provider = provider_for(&named, KEYS[0], "");
     let err = provider
         .zone_for("_acme-challenge.example.org.")
         .await
@@ -360,8 +207,8 @@ async fn a_name_outside_the_servers_zones_is_an_error() {
 
 #[tokio::test]
 async fn the_propagation_check_sees_a_published_value() {
-    let named = Named::start().await;
-    let provider = named.provider(Some(0), "");
+    let named = start().await;
+    let provider = provider_for(&named, KEYS[0], "");
     let zone = provider.zone_for(NAME).await.unwrap();
     provider.append(&zone, &txt("token-visible")).await.unwrap();
     // The default path: the zone's NS (ns1.example.test. = 127.0.0.1), asked directly.
