@@ -119,6 +119,11 @@ async fn obtained_and_renewed_reach_every_channel_and_the_export() {
     let mut running = Running::start(&loaded.instances).await.unwrap();
     let status = wait_valid(&acme).await;
     let first = status[0].serial.clone().unwrap();
+    // The certificate is served a moment before its event is sent (after the export).
+    until("the obtained event", || {
+        (!api.requests().is_empty() && !hook_lines(&hook_out).is_empty()).then_some(())
+    })
+    .await;
     acme.flush_notices().await;
 
     // The webhook: one JSON POST with cert info's encodings.
@@ -388,6 +393,11 @@ async fn a_failing_renewal_gives_each_expiring_notice_once_across_restarts() {
             (failures() > before).then_some(())
         })
         .await;
+        // The notice follows the failure's (they are sent one after the other).
+        until(&format!("the notices after {days} more days"), || {
+            (expiring() == expected).then_some(())
+        })
+        .await;
         acme.flush_notices().await;
         assert_eq!(expiring(), expected, "after {days} more days");
     }
@@ -414,6 +424,7 @@ async fn a_failing_renewal_gives_each_expiring_notice_once_across_restarts() {
         (failures() > before).then_some(())
     })
     .await;
+    until("the 1d notice", || (expiring().len() == 5).then_some(())).await;
     acme.flush_notices().await;
     assert_eq!(expiring(), ["30d", "14d", "7d", "3d", "1d"]);
     running.stop().await;
