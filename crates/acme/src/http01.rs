@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,15 +18,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use madmail_module::values::ListenAddr;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
+
+use crate::listeners::{Registry, bind_with_retry};
 use tokio_util::sync::CancellationToken;
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 
 type Tokens = Arc<RwLock<HashMap<String, String>>>;
 
-static LISTENERS: LazyLock<Mutex<HashMap<String, Weak<HttpListener>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static LISTENERS: Registry<HttpListener> = Registry::new();
 
 /// A bound http-01 listener; dropping the last holder closes it.
 pub struct HttpListener {
@@ -53,29 +54,23 @@ impl HttpListener {
     /// The listener on `addr`, bound now unless another holder already has it.
     pub async fn acquire(addr: &ListenAddr) -> std::io::Result<Arc<HttpListener>> {
         let key = addr.to_string();
-        if let Some(existing) = lock(&LISTENERS).get(&key).and_then(Weak::upgrade) {
+        if let Some(existing) = LISTENERS.existing(&key) {
             return Ok(existing);
         }
-        let listener = bind_with_retry(addr).await?;
-        let mut map = lock(&LISTENERS);
-        // Another task may have bound it meanwhile (then ours fails to bind, unless the
-        // address has port 0); prefer the one in the map.
-        if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
-        }
+        let listener = bind_with_retry(addr, "http-01").await?;
         let local_addr = listener.local_addr()?;
-        let tokens: Tokens = Arc::default();
-        let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, tokens.clone(), stop.clone()));
-        let shared = Arc::new(HttpListener {
-            tokens,
-            local_addr,
-            stop,
-        });
-        map.retain(|_, w| w.strong_count() > 0);
-        map.insert(key, Arc::downgrade(&shared));
-        tracing::debug!(address = %local_addr, "http-01 listener bound");
-        Ok(shared)
+        // Another task may have bound it meanwhile (then ours is dropped, closing it).
+        Ok(LISTENERS.insert_or_existing(key, || {
+            let tokens: Tokens = Arc::default();
+            let stop = CancellationToken::new();
+            tokio::spawn(serve(listener, tokens.clone(), stop.clone()));
+            tracing::debug!(address = %local_addr, "http-01 listener bound");
+            Arc::new(HttpListener {
+                tokens,
+                local_addr,
+                stop,
+            })
+        }))
     }
 
     #[cfg(test)]
@@ -95,47 +90,6 @@ impl HttpListener {
             map.remove(token);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Binds `addr`; a listener just released by a previous holder may need a moment to close.
-async fn bind_with_retry(addr: &ListenAddr) -> std::io::Result<TcpListener> {
-    let text = addr
-        .socket_addr_string()
-        .ok_or_else(|| std::io::Error::other("http-01 needs a TCP address"))?;
-    let mut last = None;
-    for _ in 0..10 {
-        match bind(&text).await {
-            Ok(l) => return Ok(l),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
-}
-
-/// Binds with SO_REUSEADDR, as servers do, so a restart does not wait for TIME_WAIT.
-pub async fn bind(text: &str) -> std::io::Result<TcpListener> {
-    let mut last = None;
-    for sa in tokio::net::lookup_host(text).await? {
-        let socket = if sa.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(sa).and_then(|()| socket.listen(1024)) {
-            Ok(l) => return Ok(l),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{text}: no address"))))
 }
 
 async fn serve(listener: TcpListener, tokens: Tokens, stop: CancellationToken) {

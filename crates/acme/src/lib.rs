@@ -24,6 +24,7 @@ mod engine;
 pub mod events;
 mod export;
 mod http01;
+mod listeners;
 mod loader;
 mod notify;
 mod preflight;

@@ -6,9 +6,8 @@
 //! `acme-tls/1`. The listener is shared by the loaders of the process that name the same
 //! address: it asks each of their resolvers.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use madmail_module::values::ListenAddr;
@@ -17,6 +16,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
+
+use crate::listeners::{Registry, bind_with_retry};
 
 /// A self-signed certificate for `name` carrying the critical `acmeIdentifier` extension with
 /// `digest` (SHA-256 of the key authorization).
@@ -45,8 +46,7 @@ pub fn challenge_certificate(name: &str, digest: &[u8]) -> Result<Arc<CertifiedK
 
 type Resolvers = Arc<RwLock<Vec<Weak<SniResolver>>>>;
 
-static LISTENERS: LazyLock<Mutex<HashMap<String, Weak<TlsAlpnListener>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static LISTENERS: Registry<TlsAlpnListener> = Registry::new();
 
 /// A bound tls-alpn-01 listener; dropping the last holder closes it.
 pub struct TlsAlpnListener {
@@ -69,10 +69,6 @@ impl Drop for TlsAlpnListener {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl TlsAlpnListener {
     /// The listener on `addr` (bound now unless already held), answering from `resolver` too.
     pub async fn acquire(
@@ -80,38 +76,23 @@ impl TlsAlpnListener {
         resolver: &Arc<SniResolver>,
     ) -> std::io::Result<Arc<TlsAlpnListener>> {
         let key = addr.to_string();
-        let existing = lock(&LISTENERS).get(&key).and_then(Weak::upgrade);
-        let listener = match existing {
+        let listener = match LISTENERS.existing(&key) {
             Some(l) => l,
             None => {
-                let text = addr
-                    .socket_addr_string()
-                    .ok_or_else(|| std::io::Error::other("tls-alpn-01 needs a TCP address"))?;
-                let mut attempt = 0;
-                let tcp = loop {
-                    match crate::http01::bind(&text).await {
-                        Ok(l) => break l,
-                        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 10 => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                };
+                let tcp = bind_with_retry(addr, "tls-alpn-01").await?;
                 let local_addr = tcp.local_addr()?;
-                let resolvers: Resolvers = Arc::default();
-                let stop = CancellationToken::new();
-                tokio::spawn(serve(tcp, resolvers.clone(), stop.clone()));
-                let shared = Arc::new(TlsAlpnListener {
-                    resolvers,
-                    local_addr,
-                    stop,
-                });
-                let mut map = lock(&LISTENERS);
-                map.retain(|_, w| w.strong_count() > 0);
-                map.insert(key, Arc::downgrade(&shared));
-                tracing::debug!(address = %local_addr, "tls-alpn-01 listener bound");
-                shared
+                // Another task may have bound it meanwhile (then ours is dropped, closing it).
+                LISTENERS.insert_or_existing(key, || {
+                    let resolvers: Resolvers = Arc::default();
+                    let stop = CancellationToken::new();
+                    tokio::spawn(serve(tcp, resolvers.clone(), stop.clone()));
+                    tracing::debug!(address = %local_addr, "tls-alpn-01 listener bound");
+                    Arc::new(TlsAlpnListener {
+                        resolvers,
+                        local_addr,
+                        stop,
+                    })
+                })
             }
         };
         if let Ok(mut list) = listener.resolvers.write() {
