@@ -55,15 +55,18 @@ fn workspace_root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
-    cargo_with_env(args, &[])
+    cargo_with_env::<&str>(args, &[])
 }
 
-fn cargo_with_env(args: &[&str], env: &[(&str, &Path)]) -> Result<(), String> {
+fn cargo_with_env<V: AsRef<std::ffi::OsStr>>(
+    args: &[&str],
+    env: &[(&str, V)],
+) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_ref())))
         .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
@@ -94,7 +97,12 @@ fn test() -> Result<(), String> {
         &[("MADMAIL_BIN", &madmail_binary())],
     )?;
     // Doc tests are not covered by --all-targets.
-    cargo(&["test", "--workspace", "--doc", "--all-features"])
+    cargo(&["test", "--workspace", "--doc", "--all-features"])?;
+    // The API documentation builds without broken links.
+    cargo_with_env(
+        &["doc", "--no-deps", "--workspace", "--all-features"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )
 }
 
 fn conformance_config() -> Result<(), String> {

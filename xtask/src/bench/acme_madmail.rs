@@ -35,7 +35,7 @@ pub struct CertInfo {
 }
 
 impl AcmeMadmail {
-    /// Writes the configuration into `dir` (names[0] is `hostname`, the rest `extra_names`)
+    /// Writes the configuration into `dir` (`names[0]` is `hostname`, the rest `extra_names`)
     /// and starts `bin`, without waiting for anything: the clock starts here.
     pub fn start(
         bin: &Path,

@@ -93,11 +93,31 @@ pub fn installed() -> bool {
 }
 
 impl Pebble {
+    /// Starts Pebble and its DNS server on free ports. Ports are picked before they are bound,
+    /// so another test may take one in between: a start that does not listen is retried on
+    /// new ports (three times at most).
     pub async fn start(options: PebbleOptions) -> Pebble {
         assert!(
             installed(),
             "these tests need Pebble: apt-get install -y pebble (Debian package, 2.4)"
         );
+        let mut attempts = 0;
+        loop {
+            let mut pebble = Self::start_once(options.clone());
+            if pebble.listening().await {
+                return pebble;
+            }
+            attempts += 1;
+            let log = pebble.log();
+            pebble.kill().await;
+            assert!(
+                attempts < 3,
+                "Pebble did not start listening; its log:\n{log}"
+            );
+        }
+    }
+
+    fn start_once(options: PebbleOptions) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let (ca_pem, cert_pem, key_pem) = api_certificate();
         std::fs::write(dir.path().join("api-ca.pem"), &ca_pem).unwrap();
@@ -137,7 +157,7 @@ impl Pebble {
             options.dns_server.as_deref().unwrap_or(&dns),
             &options,
         );
-        let pebble = Pebble {
+        Pebble {
             directory_url: format!("https://127.0.0.1:{api}/dir"),
             management: format!("127.0.0.1:{mgmt}"),
             http_port,
@@ -149,20 +169,31 @@ impl Pebble {
             dir,
             pebble,
             challtestsrv,
-        };
-        pebble.wait_until_listening().await;
-        pebble
+        }
     }
 
-    async fn wait_until_listening(&self) {
+    /// Whether the API, the management API and the DNS server's management API all accept
+    /// connections within 10 seconds each.
+    async fn listening(&self) -> bool {
         let api = self
             .directory_url
             .trim_start_matches("https://")
             .trim_end_matches("/dir")
             .to_owned();
         for addr in [api, self.management.clone(), self.dns_management.clone()] {
-            wait_for_port(&addr).await;
+            if !wait_for_port(&addr).await {
+                return false;
+            }
         }
+        true
+    }
+
+    async fn wait_until_listening(&self) {
+        assert!(
+            self.listening().await,
+            "Pebble did not start listening again:\n{}",
+            self.log()
+        );
     }
 
     /// Stops Pebble and starts it again on the same ports with the same configuration: a CA
@@ -281,14 +312,14 @@ fn spawn_pebble(dir: &Path, dns_server: &str, options: &PebbleOptions) -> Child 
         .unwrap()
 }
 
-async fn wait_for_port(addr: &str) {
+async fn wait_for_port(addr: &str) -> bool {
     for _ in 0..200 {
         if TcpStream::connect(addr).await.is_ok() {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{addr} did not start listening");
+    false
 }
 
 /// A CA and a certificate for 127.0.0.1 and localhost signed by it, as PEM.
