@@ -173,14 +173,13 @@ impl Desec {
     /// The TXT RRset at `target`, or `None` when there is none.
     async fn rrset(&self, call: &Call<'_>, target: &Target) -> Result<Option<RrSet>, DnsError> {
         let url = self.url(call, &target.segments(), &[])?;
-        match self
+        let sent = self
             .client
             .send(call, |http| self.request(http.get(url.clone())))
-            .await
-        {
-            Ok(reply) => self.client.decode(call, &reply.body).map(Some),
-            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(failure) => Err(self.client.error(call, failure)),
+            .await;
+        match self.client.unless_gone(call, sent)? {
+            Some(reply) => self.client.decode(call, &reply.body).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -335,11 +334,8 @@ impl DnsProvider for Desec {
         if remaining.is_empty() {
             let url = self.url(&call, &target.segments(), &[])?;
             // 204, also when the RRset is gone already.
-            match self.write(&call, Method::DELETE, &url, None).await {
-                Ok(()) => {}
-                Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => {}
-                Err(failure) => return Err(self.client.error(&call, failure)),
-            }
+            let sent = self.write(&call, Method::DELETE, &url, None).await;
+            self.client.unless_gone(&call, sent)?;
             tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT RRset deleted");
         } else {
             self.patch(&call, &target, &remaining).await?;

@@ -315,14 +315,9 @@ impl DnsProvider for DigitalOcean {
                     http.delete(url.clone()).bearer_auth(self.token.expose())
                 })
                 .await;
-            match sent {
-                // 204, no body.
-                Ok(_) => {
-                    tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT record deleted");
-                }
-                // Deleted meanwhile.
-                Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => {}
-                Err(failure) => return Err(self.client.error(&call, failure)),
+            // 204, no body. A 404: deleted meanwhile.
+            if self.client.unless_gone(&call, sent)?.is_some() {
+                tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT record deleted");
             }
         }
         Ok(())

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use madmail_config::Error;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
 use madmail_libdns_http::reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use madmail_libdns_http::reqwest::{Method, RequestBuilder, StatusCode};
+use madmail_libdns_http::reqwest::{Method, RequestBuilder};
 use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
 use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::{Deserialize, Serialize};
@@ -224,14 +224,13 @@ impl Gandi {
 
     /// The TXT RRset at `url`, or `None` when there is none.
     async fn read(&self, call: &Call<'_>, url: &Url) -> Result<Option<Rrset>, DnsError> {
-        match self
+        let sent = self
             .client
             .send(call, |http| self.request(http, Method::GET, url, None))
-            .await
-        {
-            Ok(reply) => Ok(Some(self.client.decode(call, &reply.body)?)),
-            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(failure) => Err(self.client.error(call, failure)),
+            .await;
+        match self.client.unless_gone(call, sent)? {
+            Some(reply) => Ok(Some(self.client.decode(call, &reply.body)?)),
+            None => Ok(None),
         }
     }
 
@@ -318,15 +317,11 @@ impl DnsProvider for Gandi {
         if kept.is_empty() {
             // The RRset goes with its last value (LiveDNS refuses an empty one); gone already
             // is as good.
-            match self
+            let sent = self
                 .client
                 .send(&call, |http| self.request(http, Method::DELETE, &url, None))
-                .await
-            {
-                Ok(_) => {}
-                Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => {}
-                Err(failure) => return Err(self.client.error(&call, failure)),
-            }
+                .await;
+            self.client.unless_gone(&call, sent)?;
         } else {
             let ttl = rrset
                 .rrset_ttl

@@ -230,14 +230,13 @@ impl Gcore {
 
     /// The TXT RRset at `url`, or `None` when there is none.
     async fn read(&self, call: &Call<'_>, url: &Url) -> Result<Option<Rrset>, DnsError> {
-        match self
+        let sent = self
             .client
             .send(call, |http| self.request(http, Method::GET, url, None))
-            .await
-        {
-            Ok(reply) => Ok(Some(self.client.decode(call, &reply.body)?)),
-            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(failure) => Err(self.client.error(call, failure)),
+            .await;
+        match self.client.unless_gone(call, sent)? {
+            Some(reply) => Ok(Some(self.client.decode(call, &reply.body)?)),
+            None => Ok(None),
         }
     }
 

@@ -244,6 +244,21 @@ impl ApiClient {
         }
     }
 
+    /// `result` with "404 Not Found" as `None`: a record or RRset that is gone already, which
+    /// removing it must accept and a lookup reports as absent. Every other failure becomes a
+    /// [`DnsError`] (see [`ApiClient::error`]).
+    pub fn unless_gone<T>(
+        &self,
+        call: &Call<'_>,
+        result: Result<T, Failure>,
+    ) -> Result<Option<T>, DnsError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(failure) => Err(self.error(call, failure)),
+        }
+    }
+
     /// A [`DnsError::Failed`] for `call` with `message`.
     pub fn failed(&self, call: &Call<'_>, message: impl Into<String>) -> DnsError {
         DnsError::Failed {

@@ -212,10 +212,10 @@ impl Leaseweb {
         name: &str,
     ) -> Result<Option<RecordSet>, DnsError> {
         let url = self.sets_url(call, domain, Some(name))?;
-        match self.request(call, Method::GET, &url, None).await {
-            Ok(reply) => self.client.decode(call, &reply.body).map(Some),
-            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(failure) => Err(self.client.error(call, failure)),
+        let sent = self.request(call, Method::GET, &url, None).await;
+        match self.client.unless_gone(call, sent)? {
+            Some(reply) => self.client.decode(call, &reply.body).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -345,11 +345,8 @@ impl DnsProvider for Leaseweb {
                 .await?;
         } else {
             let url = self.sets_url(&call, &domain, Some(&name))?;
-            match self.request(&call, Method::DELETE, &url, None).await {
-                Ok(_) => {}
-                Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => {}
-                Err(failure) => return Err(self.client.error(&call, failure)),
-            }
+            let sent = self.request(&call, Method::DELETE, &url, None).await;
+            self.client.unless_gone(&call, sent)?;
         }
         tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT value removed");
         Ok(())

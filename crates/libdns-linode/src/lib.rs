@@ -18,7 +18,6 @@
 
 use async_trait::async_trait;
 use madmail_dns::{DnsError, DnsProvider, TxtRecord};
-use madmail_libdns_http::reqwest::StatusCode;
 use madmail_libdns_http::{ApiClient, Call, HttpOptions, Secret, Url, build_provider, names};
 use madmail_module::{Built, Ctx, Definition, Errors, Kind, ModuleSpec, Registry};
 use serde::Deserialize;
@@ -292,14 +291,9 @@ impl DnsProvider for Linode {
                     http.delete(url.clone()).bearer_auth(self.token.expose())
                 })
                 .await;
-            match sent {
-                // 200 `{}`.
-                Ok(_) => {
-                    tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT record deleted");
-                }
-                // Deleted meanwhile.
-                Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => {}
-                Err(failure) => return Err(self.client.error(&call, failure)),
+            // 200 `{}`. A 404: deleted meanwhile.
+            if self.client.unless_gone(&call, sent)?.is_some() {
+                tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT record deleted");
             }
         }
         Ok(())

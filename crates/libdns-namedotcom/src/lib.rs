@@ -351,14 +351,9 @@ impl DnsProvider for NameDotCom {
                         .basic_auth(&self.user, Some(self.token.expose()))
                 })
                 .await;
-            match sent {
-                // v4 answers 200 `{}`, the Core API 204.
-                Ok(_) => {
-                    tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT record deleted");
-                }
-                // Deleted meanwhile.
-                Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => {}
-                Err(failure) => return Err(self.client.error(&call, failure)),
+            // v4 answers 200 `{}`, the Core API 204. A 404: deleted meanwhile.
+            if self.client.unless_gone(&call, sent)?.is_some() {
+                tracing::debug!(provider = PROVIDER, zone, name = %record.fqdn, "TXT record deleted");
             }
         }
         Ok(())
